@@ -1,0 +1,1 @@
+"""Audio: PCM frames and files, voice activity endpointing, sound devices."""

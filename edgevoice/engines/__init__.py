@@ -1,0 +1,1 @@
+"""The three native engines, each loaded once and run on a worker thread of its own."""

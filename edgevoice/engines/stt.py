@@ -1,0 +1,98 @@
+"""Speech to text with whisper.cpp (pywhispercpp): greedy, no cross-turn context, encoder sized to the clip."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from pywhispercpp.model import Model
+
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples
+from edgevoice.config import SttConfig
+from edgevoice.errors import ModelError
+from edgevoice.models.check import check_whisper_ggml
+
+_log = logging.getLogger(__name__)
+
+ENCODER_FRAMES_PER_SECOND = 50
+MIN_SECONDS = 1.05
+"""whisper.cpp refuses input shorter than one second; shorter clips are padded with silence."""
+MIN_SPEECH_SECONDS = 0.1
+_NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+
+
+def screen(samples: Samples) -> Samples | None:
+    """Audio safe to hand to the native library, or None when there is nothing to transcribe.
+
+    NaN and infinities are zeroed, values are clipped to [-1, 1], DC is removed; clips under
+    0.1 s or without any signal are not worth an inference.
+    """
+    if samples.size < MIN_SPEECH_SECONDS * SAMPLE_RATE:
+        return None
+    clean = np.nan_to_num(samples.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    clean = np.clip(clean - float(clean.mean()), -1.0, 1.0)
+    if float(np.abs(clean).max()) < 1e-4:
+        return None
+    minimum = int(MIN_SECONDS * SAMPLE_RATE)
+    if clean.size < minimum:
+        clean = np.concatenate([clean, np.zeros(minimum - clean.size, dtype=np.float32)])
+    return np.ascontiguousarray(clean, dtype=np.float32)
+
+
+class WhisperStt:
+    """One whisper.cpp context. Not thread-safe: call it from one engine thread."""
+
+    def __init__(self, config: SttConfig, model_path: Path) -> None:
+        hparams = check_whisper_ggml(model_path)
+        self._config = config
+        self._max_ctx = hparams["n_audio_ctx"]
+        try:
+            # Flash attention off: with it, whisper.cpp 1.8's output for one clip depends on the
+            # audio_ctx of earlier calls on the same context.
+            self._model = Model(
+                str(model_path),
+                redirect_whispercpp_logs_to=None,
+                context_params={"flash_attn": False, "use_gpu": True},
+                print_progress=False,
+                print_realtime=False,
+                print_timestamps=False,
+            )
+        except Exception as err:
+            raise ModelError(f"whisper.cpp could not load {model_path}: {err}") from None
+        self.model_path = model_path
+
+    def audio_ctx_for(self, n_samples: int) -> int:
+        frames = n_samples / SAMPLE_RATE * ENCODER_FRAMES_PER_SECOND
+        wanted = max(self._config.audio_ctx_min, math.ceil(frames * self._config.audio_ctx_margin))
+        return min(self._max_ctx, -(-wanted // 64) * 64)
+
+    def transcribe(self, samples: Samples) -> str:
+        clip = screen(samples)
+        if clip is None:
+            return ""
+        # Every decode parameter is passed on every call: pywhispercpp keeps keyword arguments
+        # from earlier calls, so nothing may be left to a previous turn.
+        segments = self._model.transcribe(
+            clip,
+            n_threads=self._config.threads,
+            audio_ctx=self.audio_ctx_for(clip.size),
+            language=self._config.language,
+            no_context=True,
+            single_segment=True,
+            no_timestamps=True,
+            suppress_blank=True,
+            suppress_nst=True,
+            temperature=0.0,
+            temperature_inc=0.2,
+            greedy={"best_of": 1},
+        )
+        text = " ".join(segment.text.strip() for segment in segments)
+        return " ".join(_NON_SPEECH.sub(" ", text).split())
+
+    def warm_up(self) -> None:
+        """One inference on a second of noise, so the first real turn does not pay allocation."""
+        rng = np.random.default_rng(0)
+        self.transcribe((rng.standard_normal(SAMPLE_RATE) * 0.01).astype(np.float32))

@@ -1,0 +1,58 @@
+"""Speech synthesis with Piper: text in, 16-bit PCM at the voice's own rate out, a sentence at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from piper.config import PiperConfig, SynthesisConfig
+from piper.voice import PiperVoice
+
+from edgevoice.audio.pcm import Pcm16
+from edgevoice.config import TtsConfig
+from edgevoice.engines.worker import CancelToken
+from edgevoice.errors import ModelError
+from edgevoice.models.check import check_piper_voice
+
+_log = logging.getLogger(__name__)
+
+
+class PiperTts:
+    """One ONNX session for one voice. Not thread-safe: call it from one engine thread."""
+
+    def __init__(self, config: TtsConfig, voice_path: Path) -> None:
+        voice_config = check_piper_voice(voice_path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = onnxruntime.InferenceSession(
+                str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(voice_config))
+        except Exception as err:
+            raise ModelError(f"Piper could not load voice {voice_path}: {err}") from None
+        self._synthesis = SynthesisConfig(length_scale=config.length_scale)
+        self.voice_path = voice_path
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._voice.config.sample_rate)
+
+    def synthesize(self, text: str, token: CancelToken | None = None) -> Iterator[Pcm16]:
+        """One PCM array per sentence Piper finds in text, as each is ready."""
+        for chunk in self._voice.synthesize(text, self._synthesis):
+            if token is not None:
+                token.check()
+            yield np.asarray(chunk.audio_int16_array, dtype=np.int16)
+
+    def speak(self, text: str) -> Pcm16:
+        parts = list(self.synthesize(text))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+    def warm_up(self) -> None:
+        self.speak("Ready.")

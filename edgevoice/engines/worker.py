@@ -1,0 +1,166 @@
+"""One thread per engine: jobs run one at a time, the wait queue is bounded, results come back to asyncio.
+
+Streaming jobs hand items over through a bounded window: the engine thread blocks when the
+consumer falls behind, and stops at its next item once the job is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from edgevoice.errors import EdgevoiceError
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+class EngineBusy(EdgevoiceError):
+    """The engine's wait queue is full."""
+
+
+class Cancelled(Exception):
+    """Raised inside an engine job whose consumer has gone."""
+
+
+class CancelToken:
+    """Set from the event loop, polled by engine code between tokens, sentences or segments."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled
+
+
+class _Job(Generic[T]):
+    def __init__(self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[T] = loop.create_future()
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except BaseException as err:  # handed to the awaiting coroutine, which decides
+            self.loop.call_soon_threadsafe(self._fail, err)
+        else:
+            self.loop.call_soon_threadsafe(self._succeed, result)
+
+    def _succeed(self, result: T) -> None:
+        if not self.future.done():
+            self.future.set_result(result)
+
+    def _fail(self, err: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(err)
+
+
+class EngineWorker:
+    """A named thread that runs submitted callables one at a time."""
+
+    def __init__(self, name: str, max_waiting: int = 8) -> None:
+        self.name = name
+        self._jobs: queue.Queue[_Job[object] | None] = queue.Queue(maxsize=max_waiting)
+        self._thread = threading.Thread(target=self._loop, name=f"edgevoice-{name}", daemon=True)
+        self._busy = False
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def waiting(self) -> int:
+        return self._jobs.qsize()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self._busy = True
+            try:
+                job.run()
+            finally:
+                self._busy = False
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Queue fn for the engine thread; raise EngineBusy at once if too many jobs wait."""
+        job = _Job(fn, asyncio.get_running_loop())
+        try:
+            self._jobs.put_nowait(job)  # type: ignore[arg-type]
+        except queue.Full:
+            raise EngineBusy(f"the {self.name} engine is busy ({self._jobs.maxsize} requests waiting)") from None
+        return job.future
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        return await self.submit(fn)
+
+    async def stream(self, produce: Callable[[CancelToken], Iterator[T]], window: int = 4) -> AsyncIterator[T]:
+        """Iterate produce(token) on the engine thread, yielding its items here as they come.
+
+        Leaving the async for early (break, exception, task cancellation) cancels the token, so the
+        engine stops at its next check instead of finishing work nobody will use.
+        """
+        loop = asyncio.get_running_loop()
+        token = CancelToken()
+        items: asyncio.Queue[tuple[bool, object]] = asyncio.Queue()
+        room = threading.Semaphore(window)
+
+        def hand_over(done: bool, item: object) -> None:
+            loop.call_soon_threadsafe(items.put_nowait, (done, item))
+
+        def job() -> None:
+            try:
+                for item in produce(token):
+                    while not room.acquire(timeout=0.05):
+                        token.check()
+                    token.check()
+                    hand_over(False, item)
+            except Cancelled:
+                pass
+            except BaseException as err:
+                hand_over(True, err)
+                return
+            hand_over(True, None)
+
+        pending = self.submit(job)
+        try:
+            while True:
+                done, item = await items.get()
+                if done:
+                    if isinstance(item, BaseException):
+                        raise item
+                    break
+                room.release()
+                yield item  # type: ignore[misc]
+            await pending
+        finally:
+            token.cancel()
+            if not pending.done():
+                # The job will notice the token and end on its own; nobody waits for it.
+                pending.add_done_callback(_consume_result)
+
+    def close(self) -> None:
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
+            _log.warning("engine %s closed with jobs still waiting", self.name)
+
+
+def _consume_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

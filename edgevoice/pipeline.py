@@ -1,0 +1,121 @@
+"""One conversation turn: utterance -> transcript -> streamed reply tokens -> spoken pieces -> audio chunks.
+
+The LLM and Piper run at once on their own threads: each piece of the reply goes to Piper as soon
+as the chunker releases it, while the model keeps generating. Cancelling the task that runs a
+turn stops both engines at their next token or sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgevoice.audio.pcm import from_pcm16
+from edgevoice.engines.llm import Message
+from edgevoice.engines.loaded import Engines
+from edgevoice.events import (
+    Event,
+    ReplyAudio,
+    ReplyAudioEnd,
+    ReplyAudioStart,
+    ReplyText,
+    Transcript,
+    TurnTimings,
+)
+from edgevoice.speech_text import SpeechChunker
+
+AUDIO_CHUNK_MS = 100
+_PIECES_AHEAD = 8
+
+
+@dataclass
+class Conversation:
+    """A bounded history of exchanges, rendered into chat messages for each turn."""
+
+    system_prompt: str
+    max_turns: int
+    history: collections.deque[tuple[str, str]] = field(default_factory=collections.deque)
+
+    def messages(self, user_text: str) -> list[Message]:
+        messages = [Message("system", self.system_prompt)]
+        for said, answered in self.history:
+            messages += [Message("user", said), Message("assistant", answered)]
+        messages.append(Message("user", user_text))
+        return messages
+
+    def remember(self, user_text: str, reply: str) -> None:
+        if self.max_turns == 0:
+            return
+        self.history.append((user_text, reply))
+        while len(self.history) > self.max_turns:
+            self.history.popleft()
+
+
+@dataclass
+class TurnResult:
+    transcript: str = ""
+    reply: str = ""
+
+
+async def run_turn(
+    engines: Engines,
+    conversation: Conversation,
+    *,
+    turn: int,
+    pcm: bytes,
+    timings: TurnTimings,
+    emit: Callable[[Event], None],
+    result: TurnResult,
+) -> None:
+    """Run one turn to its end, filling result and timings as stages complete."""
+    result.transcript = await engines.transcribe(from_pcm16(pcm))
+    timings.stt_done = time.monotonic()
+    emit(Transcript(turn, result.transcript))
+    if not result.transcript:
+        return
+
+    messages = conversation.messages(result.transcript)
+    pieces: asyncio.Queue[str | None] = asyncio.Queue(maxsize=_PIECES_AHEAD)
+    speaker = asyncio.create_task(_speak(engines, turn, pieces, timings, emit), name=f"speak-{turn}")
+    chunker = SpeechChunker(engines.config.tts.first_clause_words)
+    try:
+        async for delta in engines.reply(messages):
+            if timings.first_token is None:
+                timings.first_token = time.monotonic()
+            result.reply += delta
+            emit(ReplyText(turn, delta))
+            for piece in chunker.feed(delta):
+                await pieces.put(piece)
+        for piece in chunker.flush():
+            await pieces.put(piece)
+        await pieces.put(None)
+        await speaker
+    finally:
+        speaker.cancel()
+        conversation.remember(result.transcript, result.reply.strip())
+
+
+async def _speak(
+    engines: Engines,
+    turn: int,
+    pieces: asyncio.Queue[str | None],
+    timings: TurnTimings,
+    emit: Callable[[Event], None],
+) -> None:
+    rate = engines.tts.sample_rate
+    chunk_samples = rate * AUDIO_CHUNK_MS // 1000
+    seq = 0
+    while (piece := await pieces.get()) is not None:
+        async for pcm in engines.speech(piece):
+            for start in range(0, len(pcm), chunk_samples):
+                if seq == 0:
+                    timings.first_audio = time.monotonic()
+                    emit(ReplyAudioStart(turn, rate))
+                emit(ReplyAudio(turn, seq, rate, pcm[start : start + chunk_samples].astype("<i2").tobytes()))
+                seq += 1
+    if seq:
+        timings.last_audio = time.monotonic()
+        emit(ReplyAudioEnd(turn))

