@@ -84,12 +84,13 @@ class TtsConfig:
     """A clause of this many words is spoken before its sentence ends, to start talking sooner."""
 
 
-def default_data_dir() -> Path:
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
     for variable in ("EDGEVOICE_DATA_DIR", "STATE_DIRECTORY"):
-        value = os.environ.get(variable)
+        value = environ.get(variable)
         if value:
             return Path(value.split(":")[0])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "edgevoice"
 
 
@@ -163,18 +164,30 @@ def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """EDGEVOICE_LLM_MODEL=/x.gguf sets [llm] model; values are parsed as TOML scalars when they can be."""
+    """EDGEVOICE_LLM_MODEL=/x.gguf sets [llm] model; text is converted by the type of the setting it names."""
     found: dict[str, dict[str, Any]] = {}
     for key, raw in environ.items():
         parts = key.lower().split("_", 2)
         if len(parts) != 3 or parts[0] != "edgevoice" or parts[1] not in _SECTIONS:
             continue
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        found.setdefault(parts[1], {})[parts[2]] = value
+        fields = {f.name: str(f.type) for f in dataclasses.fields(_SECTIONS[parts[1]])}
+        found.setdefault(parts[1], {})[parts[2]] = _parse_env(key, raw, fields.get(parts[2], "str"))
     return found
+
+
+def _parse_env(key: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "int":
+            return int(raw)
+        if "float" in kind:
+            return None if raw == "" and "None" in kind else float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, not {raw!r}") from None
+    if kind == "bool":
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{key} must be true or false, not {raw!r}")
+        return raw.lower() in ("true", "1", "yes")
+    return raw
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -195,7 +208,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
         base = path.parent.resolve()
     for section, values in _from_env(environ).items():
-        table.setdefault(section, {}).update(values)
+        current = table.setdefault(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        current.update(values)
 
     unknown = set(table) - set(_SECTIONS) - {"data_dir"}
     if unknown:
@@ -211,5 +227,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(extra))}")
         built[section] = cls(**{k: _coerce(section, k, fields[k].type, v, base) for k, v in values.items()})
     if "data_dir" in table:
-        built["data_dir"] = Path(str(table["data_dir"])).expanduser()
+        data_dir = _coerce("", "data_dir", "Path", table["data_dir"], base)
+        if data_dir is None:
+            raise ConfigError("data_dir must be a directory path")
+        built["data_dir"] = data_dir
+    else:
+        built["data_dir"] = default_data_dir(environ)
     return Config(**built).validate()

@@ -13,11 +13,15 @@ import re
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
 _CLAUSE_END = re.compile(r"[,;:—–]\s")
 _ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "approx."})
-_MARKUP = re.compile(r"[*_#`~|<>]+|\[|\]\([^)]*\)")
+_INLINE_MARKUP = re.compile(r"[*_`~]+|\[|\]\([^)]*\)")
+_BLOCK_MARKUP = re.compile(r"[#|<>]+")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?])")
 
 
 def clean_for_speech(text: str) -> str:
-    return " ".join(_MARKUP.sub(" ", text).split())
+    """Text as it should be read aloud: emphasis, code and link markup gone, headings and tables flattened."""
+    flat = " ".join(_BLOCK_MARKUP.sub(" ", _INLINE_MARKUP.sub("", text)).split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", flat)
 
 
 class SpeechChunker:
@@ -36,23 +40,25 @@ class SpeechChunker:
     def flush(self) -> list[str]:
         rest = clean_for_speech(self._buffer)
         self._buffer = ""
-        if not rest:
+        if not any(ch.isalnum() for ch in rest):
             return []
         self._pieces_out += 1
         return [rest]
 
     def _next_piece(self) -> str | None:
-        cut = self._sentence_cut()
-        if cut is None and self._pieces_out == 0:
-            cut = self._clause_cut()
-        if cut is None:
-            return None
-        piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        spoken = clean_for_speech(piece)
-        if not spoken:
-            return self._next_piece()
-        self._pieces_out += 1
-        return spoken
+        while True:
+            cuts = [self._sentence_cut()]
+            if self._pieces_out == 0:
+                cuts.append(self._clause_cut())
+            found = [cut for cut in cuts if cut is not None]
+            if not found:
+                return None
+            cut = min(found)
+            piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            spoken = clean_for_speech(piece)
+            if any(ch.isalnum() for ch in spoken):
+                self._pieces_out += 1
+                return spoken
 
     def _sentence_cut(self) -> int | None:
         for match in _SENTENCE_END.finditer(self._buffer):

@@ -33,10 +33,12 @@ def resample(samples: Samples, from_rate: int, to_rate: int) -> Samples:
 
 def read_audio(path: Path, rate: int = SAMPLE_RATE) -> Samples:
     """Any file libsndfile reads (WAV, FLAC, OGG...), any rate and channel count, as mono float32 at rate."""
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a file")
     try:
         data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(f"{path}: no such file") from None
     except (soundfile.LibsndfileError, RuntimeError, OSError) as err:
         raise AudioError(f"{path}: not an audio file that can be read ({err})") from None
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]

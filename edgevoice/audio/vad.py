@@ -63,9 +63,7 @@ class Endpointer:
         self._is_speech = is_speech
         self._frame_bytes = SAMPLE_RATE * config.frame_ms // 1000 * _BYTES_PER_SAMPLE
         self._pending = bytearray()
-        self._pre_roll: collections.deque[bytes] = collections.deque(
-            maxlen=max(1, config.pre_roll_ms // config.frame_ms)
-        )
+        self._pre_roll: collections.deque[bytes] = collections.deque(maxlen=config.pre_roll_ms // config.frame_ms)
         self._frames_fed = 0
         self._reset()
 

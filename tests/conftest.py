@@ -1,0 +1,62 @@
+"""Shared fixtures: the real default models, loaded once, and speech made by espeak-ng and Piper."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples, from_pcm16, read_audio, resample
+from edgevoice.config import Config, load_config
+from edgevoice.engines.loaded import Engines
+
+SENTENCES = [
+    "What is the capital of France?",
+    "Turn on the kitchen lights, please.",
+    "How far away is the moon from the earth?",
+    "Tell me a short story about a brave little dog.",
+    "What time does the bakery open tomorrow morning?",
+]
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return load_config(None, environ={})
+
+
+@pytest.fixture(scope="session")
+def engines(config: Config) -> Iterator[Engines]:
+    loaded = Engines.load(config)
+    yield loaded
+    loaded.close()
+
+
+def _espeak(text: str, out: Path) -> Samples:
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed: ./install.sh --dev installs it")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "155", "-w", str(out), text], check=True, timeout=30)
+    return read_audio(out)
+
+
+@pytest.fixture(scope="session")
+def espeak(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Samples]:
+    """Speech for a text from espeak-ng, as 16 kHz mono float32."""
+    folder = tmp_path_factory.mktemp("espeak")
+    counter = iter(range(1_000_000))
+    return lambda text: _espeak(text, folder / f"{next(counter)}.wav")
+
+
+@pytest.fixture(scope="session")
+def piper_speech(engines: Engines) -> Callable[[str], Samples]:
+    """Speech for a text from the Piper voice, as 16 kHz mono float32."""
+    tts = engines.tts
+    return lambda text: resample(from_pcm16(tts.speak(text)), tts.sample_rate, SAMPLE_RATE)
+
+
+def with_silence(samples: Samples, before_s: float = 0.4, after_s: float = 1.2) -> Samples:
+    pad = [np.zeros(int(s * SAMPLE_RATE), dtype=np.float32) for s in (before_s, after_s)]
+    return np.concatenate([pad[0], samples, pad[1]])

@@ -1,0 +1,58 @@
+"""The language model: replies stream, the cached prompt prefix is reused, cancellation stops it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edgevoice.engines.llm import Message
+from edgevoice.engines.loaded import Engines
+from edgevoice.engines.worker import Cancelled, CancelToken
+
+
+def _reply(engines: Engines, messages: list[Message]) -> str:
+    return "".join(engines.llm.stream_reply(messages, CancelToken()))
+
+
+def test_reply_streams_text(engines: Engines) -> None:
+    system = Message("system", engines.config.llm.system_prompt)
+    reply = _reply(engines, [system, Message("user", "What is the capital of France?")])
+    assert reply.strip()
+    assert engines.llm.last_stats.reply_tokens >= 1
+
+
+def test_second_turn_does_not_reread_the_first(engines: Engines) -> None:
+    llm = engines.llm
+    turn_one = [Message("system", engines.config.llm.system_prompt), Message("user", "Name a colour.")]
+    answer = _reply(engines, turn_one)
+    first = llm.last_stats
+    turn_two = [*turn_one, Message("assistant", answer), Message("user", "Name another one.")]
+    _reply(engines, turn_two)
+    second = llm.last_stats
+    assert second.prompt_tokens > first.prompt_tokens
+    # Everything turn one put in the prompt came from the KV cache.
+    assert second.evaluated_prompt_tokens <= second.prompt_tokens - first.prompt_tokens
+
+
+def test_cancel_stops_generation(engines: Engines) -> None:
+    token = CancelToken()
+    stream = engines.llm.stream_reply(
+        [Message("system", "You are verbose."), Message("user", "Write a long essay about rivers.")], token
+    )
+    next(stream)
+    token.cancel()
+    with pytest.raises(Cancelled):
+        next(stream)
+    assert engines.llm.last_stats.reply_tokens < engines.config.llm.max_reply_tokens
+
+
+async def test_leaving_a_stream_frees_the_engine(engines: Engines) -> None:
+    messages = [Message("system", "You are verbose."), Message("user", "Write a long essay about mountains.")]
+    async with asyncio.timeout(60):
+        async for _ in engines.reply(messages):
+            break
+        # The abandoned job ends at its next token, so the next request is served promptly.
+        pieces = [piece async for piece in engines.reply([Message("user", "Say hi.")])]
+    assert "".join(pieces).strip()
+    assert engines.llm.last_stats.reply_tokens >= 1

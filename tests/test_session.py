@@ -1,0 +1,111 @@
+"""Whole turns through a voice session, and barge-in while the reply is still playing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples, to_pcm16
+from edgevoice.engines.loaded import Engines
+from edgevoice.events import Event, Interrupted, ReplyAudio, SpeechStarted, Transcript, TurnDone
+from edgevoice.session import VoiceSession
+from edgevoice.wer import word_error_rate
+from tests.conftest import with_silence
+
+
+@dataclass
+class PlaybackListener:
+    """A speaker that plays reply audio at the pace input frames are fed, recording when each event came."""
+
+    frame_ms: int
+    frames_fed: int = 0
+    queued_ms: float = 0.0
+    log: list[tuple[int, Event]] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.log.append((self.frames_fed, event))
+        if isinstance(event, ReplyAudio):
+            self.queued_ms += len(event.pcm) / 2 / event.sample_rate * 1000
+
+    def drop_audio(self) -> None:
+        self.queued_ms = 0.0
+
+    def playing(self) -> bool:
+        return self.queued_ms > 0
+
+    def frame_played(self) -> None:
+        self.frames_fed += 1
+        self.queued_ms = max(0.0, self.queued_ms - self.frame_ms)
+
+    def events(self, kind: type) -> list[tuple[int, Event]]:
+        return [(at, e) for at, e in self.log if isinstance(e, kind)]
+
+
+def _frames(samples: Samples, frame_ms: int) -> list[bytes]:
+    pcm = to_pcm16(samples).tobytes()
+    size = SAMPLE_RATE * frame_ms // 1000 * 2
+    return [pcm[i : i + size] for i in range(0, len(pcm) - size + 1, size)]
+
+
+async def test_barge_in_cancels_reply_and_starts_next_turn(engines: Engines, espeak: Callable[[str], Samples]) -> None:
+    frame_ms = engines.config.vad.frame_ms
+    listener = PlaybackListener(frame_ms)
+    session = VoiceSession(engines, listener)
+    silence = np.zeros(SAMPLE_RATE * frame_ms // 1000, dtype=np.int16).tobytes()
+
+    def feed(frame: bytes) -> None:
+        session.feed(frame)
+        listener.frame_played()
+
+    async with asyncio.timeout(120):
+        for frame in _frames(with_silence(espeak("Tell me about the history of Rome."), after_s=0.0), frame_ms):
+            feed(frame)
+        # Silence until the reply is audibly under way.
+        while not listener.events(ReplyAudio):
+            feed(silence)
+            await asyncio.sleep(frame_ms / 1000)
+        assert listener.playing()
+
+        second = "What is the weather like today?"
+        for frame in _frames(with_silence(espeak(second), before_s=0.0, after_s=1.0), frame_ms):
+            feed(frame)
+            await asyncio.sleep(0)
+        await session.finish()
+
+    starts = listener.events(SpeechStarted)
+    assert [e.turn for _, e in starts] == [1, 2]  # type: ignore[attr-defined]
+    barge_in_frame = starts[1][0]
+    interrupts = listener.events(Interrupted)
+    assert len(interrupts) == 1
+    # Cancelled in the very feed() call whose frame made the decision.
+    assert interrupts[0][0] == barge_in_frame
+    assert all(at <= barge_in_frame for at, e in listener.events(ReplyAudio) if e.turn == 1)  # type: ignore[attr-defined]
+
+    done = {e.turn: e for _, e in listener.events(TurnDone)}  # type: ignore[attr-defined]
+    assert done[1].interrupted  # type: ignore[attr-defined]
+    assert not done[2].interrupted  # type: ignore[attr-defined]
+    transcripts = {e.turn: e.text for _, e in listener.events(Transcript)}  # type: ignore[attr-defined]
+    assert word_error_rate(second, transcripts[2]) < 0.3
+    # The conversation remembers the interrupted exchange and the new one.
+    assert len(session.conversation.history) == 2
+
+
+async def test_turn_timings_are_ordered(engines: Engines, espeak: Callable[[str], Samples]) -> None:
+    frame_ms = engines.config.vad.frame_ms
+    listener = PlaybackListener(frame_ms)
+    session = VoiceSession(engines, listener)
+    async with asyncio.timeout(120):
+        for frame in _frames(with_silence(espeak("What is the capital of France?")), frame_ms):
+            session.feed(frame)
+        await session.finish()
+    (_, done), *_ = listener.events(TurnDone)
+    assert isinstance(done, TurnDone)
+    assert done.transcript
+    assert done.reply
+    stages = done.timings.as_ms()
+    order = [stages[k] for k in ("speech_end", "stt_done", "first_token", "first_audio", "last_audio")]
+    assert all(v is not None for v in order)
+    assert order == sorted(order)  # type: ignore[type-var]

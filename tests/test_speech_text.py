@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from edgevoice.speech_text import SpeechChunker, clean_for_speech
+
+
+def feed_whole(text: str, first_clause_words: int = 3) -> list[str]:
+    chunker = SpeechChunker(first_clause_words)
+    return chunker.feed(text) + chunker.flush()
+
+
+def feed_deltas(text: str, sizes: tuple[int, ...] = (1, 2, 3), first_clause_words: int = 3) -> list[str]:
+    """Feed text as a model would stream it: small deltas of the given sizes, in turn."""
+    chunker = SpeechChunker(first_clause_words)
+    pieces: list[str] = []
+    position = 0
+    for size in itertools.cycle(sizes):
+        if position >= len(text):
+            break
+        pieces += chunker.feed(text[position : position + size])
+        position += size
+    return pieces + chunker.flush()
+
+
+def test_first_piece_goes_out_at_a_clause_with_enough_words() -> None:
+    chunker = SpeechChunker(first_clause_words=3)
+    assert chunker.feed("Well, it is") == []  # one word before the comma: too short
+    assert chunker.feed(" sunny today,") == []  # the clause mark needs the following space
+    assert chunker.feed(" and") == ["Well, it is sunny today,"]
+    assert chunker.feed(" warm, with a breeze") == []  # later pieces wait for a sentence end
+    assert chunker.feed(". Enjoy") == ["and warm, with a breeze."]
+    assert chunker.flush() == ["Enjoy"]
+
+
+@pytest.mark.parametrize("mark", [",", ";", ":", "—", "–"])
+def test_every_clause_mark_can_end_the_first_piece(mark: str) -> None:
+    chunker = SpeechChunker(first_clause_words=2)
+    assert chunker.feed(f"Good morning{mark} here it is") == [f"Good morning{mark}"]
+
+
+@pytest.mark.parametrize(("words", "expected"), [(1, ["One,"]), (2, ["One, two,"]), (3, ["One, two, three,"])])
+def test_first_clause_words_sets_how_long_the_first_piece_must_be(words: int, expected: list[str]) -> None:
+    chunker = SpeechChunker(first_clause_words=words)
+    assert chunker.feed("One, two, three, four five") == expected
+
+
+def test_later_pieces_end_only_at_sentence_ends() -> None:
+    reply = "Sure. The store opens at nine, closes at five, and is busy at noon. Go early!"
+    assert feed_whole(reply) == ["Sure.", "The store opens at nine, closes at five, and is busy at noon.", "Go early!"]
+
+
+@pytest.mark.parametrize("end", [".", "!", "?", "…", "?!", '."', ".)"])
+def test_sentence_end_marks(end: str) -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed(f"It works{end} Next") == [f"It works{end}"]
+    assert chunker.flush() == ["Next"]
+
+
+def test_no_cut_without_whitespace_after_the_mark() -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed("It is 3.5 degrees") == []
+    assert chunker.feed(". ") == ["It is 3.5 degrees."]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Ask Dr. Smith about it. Then rest.",
+        "Bring fruit, e.g. apples or pears. Then rest.",
+        "That is, i.e. the blue one, fine. Then rest.",
+        "Mr. and Mrs. Jones live on Elm St. near us. Then rest.",
+    ],
+)
+def test_no_cut_after_abbreviations(reply: str) -> None:
+    first, rest = reply.rsplit(" Then", 1)
+    pieces = feed_whole(reply, first_clause_words=50)
+    assert pieces == [first, "Then" + rest]
+
+
+def test_no_cut_inside_a_decimal_number() -> None:
+    assert feed_whole("Pi is about 3.14159 and e is 2.718. Both are irrational.") == [
+        "Pi is about 3.14159 and e is 2.718.",
+        "Both are irrational.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("**Bold** and *italic*", "Bold and italic"),
+        ("# Heading\n## Sub", "Heading Sub"),
+        ("Run `ls -l` now", "Run ls -l now"),
+        ("```python\nprint(1)\n```", "python print(1)"),
+        ("See [the docs](https://example.com/x) today", "See the docs today"),
+        ("a | b ~~c~~ <d>", "a b c d"),
+        ("  spaced \n\n out\t", "spaced out"),
+        ("***", ""),
+    ],
+)
+def test_clean_for_speech_drops_markdown(text: str, spoken: str) -> None:
+    assert clean_for_speech(text) == spoken
+
+
+def test_markdown_is_dropped_from_pieces() -> None:
+    reply = "# Plan\n**First**, we go `home`. Then *rest*.\n"
+    pieces = feed_whole(reply)
+    assert not any(mark in piece for piece in pieces for mark in "*#`")
+    # The first piece ends at the first clause with enough words.
+    assert pieces == ["Plan First,", "we go home.", "Then rest."]
+
+
+def test_flush_returns_the_rest_once() -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed("Nothing ends here") == []
+    assert chunker.flush() == ["Nothing ends here"]
+    assert chunker.flush() == []
+
+
+def test_flush_of_nothing_or_whitespace_is_empty() -> None:
+    assert SpeechChunker().flush() == []
+    chunker = SpeechChunker()
+    assert chunker.feed("Hello there. ") == ["Hello there."]
+    assert chunker.feed("  \n") == []
+    assert chunker.flush() == []
+
+
+REPLIES = [
+    "Sure thing, here is the plan. First we visit Dr. Smith, e.g. at noon, about 3.5 miles away. Then we eat!",
+    "Hello! How can I help you today?",
+    "It's 72 degrees. Sunny, with a light breeze — enjoy your day…",
+    "The answer is forty-two.",
+    "Well, I think so. Yes; no: maybe.",
+    "",
+]
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+@pytest.mark.parametrize("sizes", [(1,), (2,), (3,), (1, 2, 3), (3, 1, 2, 2)])
+def test_token_by_token_feeding_gives_the_same_pieces(reply: str, sizes: tuple[int, ...]) -> None:
+    assert feed_deltas(reply, sizes) == feed_whole(reply)
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_pieces_together_are_the_whole_reply(reply: str) -> None:
+    assert " ".join(feed_deltas(reply)) == clean_for_speech(reply)
+
+
+@pytest.mark.parametrize(
+    ("reply", "first"),
+    [
+        ("The weather today is sunny, and warm. Tomorrow it rains.", "The weather today is sunny,"),
+        ("It's **72** degrees — sunny, with a light breeze. Enjoy your day…", "It's 72 degrees —"),
+    ],
+)
+def test_first_clause_is_cut_even_when_the_sentence_end_arrives_in_the_same_delta(reply: str, first: str) -> None:
+    assert feed_deltas(reply)[0] == first  # streamed in small deltas, the clause goes first
+    assert feed_whole(reply) == feed_deltas(reply)

@@ -1,0 +1,72 @@
+"""Speech to text on the converted tiny.en model: words come back from two different voices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples
+from edgevoice.config import Config
+from edgevoice.engines.loaded import Engines
+from edgevoice.engines.stt import WhisperStt
+from edgevoice.models.convert_cmd import convert_whisper
+from edgevoice.models.registry import DEFAULT_STT_SOURCE
+from edgevoice.models.whisper_ggml import WeightType
+from edgevoice.wer import word_error_rate
+from tests.conftest import SENTENCES
+
+
+def _corpus_wer(transcribe: Callable[[Samples], str], speak: Callable[[str], Samples]) -> float:
+    errors = 0.0
+    words = 0
+    for sentence in SENTENCES:
+        heard = transcribe(speak(sentence))
+        n = len(sentence.split())
+        errors += word_error_rate(sentence, heard) * n
+        words += n
+        print(f"{sentence!r} -> {heard!r}")
+    return errors / words
+
+
+def test_espeak_speech_is_transcribed(engines: Engines, espeak: Callable[[str], Samples]) -> None:
+    assert _corpus_wer(engines.stt.transcribe, espeak) < 0.2
+
+
+def test_piper_speech_is_transcribed(engines: Engines, piper_speech: Callable[[str], Samples]) -> None:
+    assert _corpus_wer(engines.stt.transcribe, piper_speech) < 0.2
+
+
+def test_q8_0_conversion_transcribes(config: Config, tmp_path: Path, espeak: Callable[[str], Samples]) -> None:
+    out = tmp_path / "ggml-tiny.en-q8_0.bin"
+    assert convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.Q8_0)
+    assert not convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.Q8_0), "second run must be a no-op"
+    stt = WhisperStt(config.stt, out)
+    assert _corpus_wer(stt.transcribe, espeak) < 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "samples"),
+    [
+        ("empty", np.zeros(0, dtype=np.float32)),
+        ("a few samples", np.full(40, 0.3, dtype=np.float32)),
+        ("silence", np.zeros(3 * SAMPLE_RATE, dtype=np.float32)),
+        ("dc offset", np.full(2 * SAMPLE_RATE, 0.7, dtype=np.float32)),
+        ("nan and inf", np.array([np.nan, np.inf, -np.inf, 0.5] * SAMPLE_RATE, dtype=np.float32)),
+        ("clipped square", np.sign(np.sin(np.arange(2 * SAMPLE_RATE) / 8)).astype(np.float32) * 40.0),
+    ],
+)
+def test_hostile_audio_never_reaches_whisper_raw(engines: Engines, name: str, samples: Samples) -> None:
+    text = engines.stt.transcribe(samples)
+    assert isinstance(text, str)
+    if name in ("empty", "a few samples", "silence", "dc offset"):
+        assert text == ""
+
+
+def test_audio_ctx_is_sized_to_the_clip(engines: Engines) -> None:
+    stt = engines.stt
+    assert stt.audio_ctx_for(2 * SAMPLE_RATE) == 384
+    assert stt.audio_ctx_for(10 * SAMPLE_RATE) == 768
+    assert stt.audio_ctx_for(60 * SAMPLE_RATE) == 1500
