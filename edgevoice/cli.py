@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "transcribe":
             samples = read_audio(args.file)
-            print(Engines.load(config, kinds={Kind.STT}).stt.transcribe(samples))
+            print(Engines.load(config, kinds={Kind.STT}, warm=False).stt.transcribe(samples))
         elif args.command == "say":
             tts = Engines.load(config, kinds={Kind.TTS}, warm=False).tts
             write_wav(args.out, tts.speak(args.text), tts.sample_rate)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -77,4 +76,3 @@ async def converse_file(engines: Engines, samples: np.ndarray, listener: Collect
         session.feed(pcm[start : start + frame])
         await session.wait_turn()
     await session.finish()
-    await asyncio.sleep(0)

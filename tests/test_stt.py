@@ -11,7 +11,7 @@ import pytest
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
-from edgevoice.engines.stt import WhisperStt
+from edgevoice.engines.stt import WhisperStt, runaway
 from edgevoice.models.convert_cmd import convert_whisper
 from edgevoice.models.registry import DEFAULT_STT_SOURCE
 from edgevoice.models.whisper_ggml import WeightType
@@ -70,3 +70,36 @@ def test_audio_ctx_is_sized_to_the_clip(engines: Engines) -> None:
     assert stt.audio_ctx_for(2 * SAMPLE_RATE) == 384
     assert stt.audio_ctx_for(10 * SAMPLE_RATE) == 768
     assert stt.audio_ctx_for(60 * SAMPLE_RATE) == 1500
+
+
+def test_decoding_loop_is_retried_with_full_context(
+    engines: Engines, espeak: Callable[[str], Samples], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stt = engines.stt
+    real_decode = stt._decode
+    contexts: list[int] = []
+
+    def looping_when_shortened(clip: Samples, audio_ctx: int) -> str:
+        # What tiny.en does now and then at a short context: the same sentence over and over.
+        contexts.append(audio_ctx)
+        text = real_decode(clip, audio_ctx)
+        return f"{text} {text} {text}" if audio_ctx < 1500 else text
+
+    monkeypatch.setattr(stt, "_decode", looping_when_shortened)
+    sentence = "What is the capital of France?"
+    assert word_error_rate(sentence, stt.transcribe(espeak(sentence))) < 0.2
+    assert contexts == [384, 1500]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "looped"),
+    [
+        ("What is the capital of France?", 2.0, False),
+        ("What is the capital of France? What is the capital of France?", 2.5, True),
+        ("the the the the the the the the the the the the the the the the the", 2.0, True),
+        ("Yes, yes, I know.", 1.5, False),
+        ("one two three four five six seven eight nine ten eleven twelve thirteen", 10.0, False),
+    ],
+)
+def test_runaway_detection(text: str, seconds: float, looped: bool) -> None:
+    assert runaway(text, seconds) is looped

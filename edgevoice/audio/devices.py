@@ -37,7 +37,7 @@ def has_duplex_device() -> bool:
         sd = _sounddevice()
         sd.query_devices(kind="input")
         sd.query_devices(kind="output")
-    except (OSError, ValueError, Exception):  # PortAudio missing, or no such device
+    except Exception:  # PortAudio library missing (OSError) or no such device (PortAudioError)
         return False
     return True
 

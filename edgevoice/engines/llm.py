@@ -7,9 +7,7 @@ for the new turn; warm_up() puts the system prompt in the cache before the first
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +39,6 @@ class GenerationStats:
     reply_tokens: int = 0
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """llama.cpp prints its load log to fd 2 even with verbose off in some builds."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class LlamaLlm:
     """One llama.cpp context. Not thread-safe: call it from one engine thread."""
 
@@ -61,16 +46,15 @@ class LlamaLlm:
         check_gguf(model_path)
         self._config = config
         try:
-            with _quiet_stderr():
-                self._llama = llama_cpp.Llama(
-                    model_path=str(model_path),
-                    n_ctx=config.context_tokens,
-                    n_threads=config.threads,
-                    n_threads_batch=config.threads,
-                    n_batch=256,
-                    seed=config.seed,
-                    verbose=False,
-                )
+            self._llama = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=config.context_tokens,
+                n_threads=config.threads,
+                n_threads_batch=config.threads,
+                n_batch=256,
+                seed=config.seed,
+                verbose=False,
+            )
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"llama.cpp could not load {model_path}: {err}") from None
         template = self._llama.metadata.get("tokenizer.chat_template")

@@ -21,6 +21,9 @@ ENCODER_FRAMES_PER_SECOND = 50
 MIN_SECONDS = 1.05
 """whisper.cpp refuses input shorter than one second; shorter clips are padded with silence."""
 MIN_SPEECH_SECONDS = 0.1
+MAX_WORDS_PER_SECOND = 5.0
+"""Faster than anyone speaks: more words than this per second of audio means the decoder looped."""
+MAX_TOKENS_PER_SECOND = 12.0
 _NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 
 
@@ -40,6 +43,18 @@ def screen(samples: Samples) -> Samples | None:
     if clean.size < minimum:
         clean = np.concatenate([clean, np.zeros(minimum - clean.size, dtype=np.float32)])
     return np.ascontiguousarray(clean, dtype=np.float32)
+
+
+def runaway(text: str, seconds: float) -> bool:
+    """Whether a transcript shows whisper's decoding loop: too many words, or a phrase said twice in a row."""
+    words = text.lower().split()
+    if len(words) > seconds * MAX_WORDS_PER_SECOND + 6:
+        return True
+    for length in range(3, len(words) // 2 + 1):
+        for start in range(len(words) - 2 * length + 1):
+            if words[start : start + length] == words[start + length : start + 2 * length]:
+                return True
+    return False
 
 
 class WhisperStt:
@@ -73,12 +88,24 @@ class WhisperStt:
         clip = screen(samples)
         if clip is None:
             return ""
+        audio_ctx = self.audio_ctx_for(clip.size)
+        text = self._decode(clip, audio_ctx)
+        if audio_ctx < self._max_ctx and runaway(text, clip.size / SAMPLE_RATE):
+            # A shortened encoder context occasionally sends the decoder into a loop; the full
+            # context is slower but does not.
+            _log.info(
+                "transcript looked like a decoding loop at audio_ctx %d; retrying at %d", audio_ctx, self._max_ctx
+            )
+            text = self._decode(clip, self._max_ctx)
+        return text
+
+    def _decode(self, clip: Samples, audio_ctx: int) -> str:
         # Every decode parameter is passed on every call: pywhispercpp keeps keyword arguments
         # from earlier calls, so nothing may be left to a previous turn.
         segments = self._model.transcribe(
             clip,
             n_threads=self._config.threads,
-            audio_ctx=self.audio_ctx_for(clip.size),
+            audio_ctx=audio_ctx,
             language=self._config.language,
             no_context=True,
             single_segment=True,
@@ -88,6 +115,7 @@ class WhisperStt:
             temperature=0.0,
             temperature_inc=0.2,
             greedy={"best_of": 1},
+            max_tokens=int(clip.size / SAMPLE_RATE * MAX_TOKENS_PER_SECOND) + 16,
         )
         text = " ".join(segment.text.strip() for segment in segments)
         return " ".join(_NON_SPEECH.sub(" ", text).split())
