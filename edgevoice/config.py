@@ -135,7 +135,7 @@ _SECTIONS = {"vad": VadConfig, "stt": SttConfig, "llm": LlmConfig, "tts": TtsCon
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
-    where = f"{section}.{name}"
+    where = f"{section}.{name}" if section else name
     text = str(kind)
     if "Path" in text:
         if value is None or value == "":

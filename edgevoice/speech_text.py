@@ -24,6 +24,11 @@ def clean_for_speech(text: str) -> str:
     return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", flat)
 
 
+def _speakable(text: str) -> bool:
+    """Whether Piper would say anything: a piece of bare punctuation is not worth a synthesis."""
+    return any(ch.isalnum() for ch in text)
+
+
 class SpeechChunker:
     def __init__(self, first_clause_words: int = 3) -> None:
         self._first_clause_words = first_clause_words
@@ -40,7 +45,7 @@ class SpeechChunker:
     def flush(self) -> list[str]:
         rest = clean_for_speech(self._buffer)
         self._buffer = ""
-        if not any(ch.isalnum() for ch in rest):
+        if not _speakable(rest):
             return []
         self._pieces_out += 1
         return [rest]
@@ -56,7 +61,7 @@ class SpeechChunker:
             cut = min(found)
             piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
             spoken = clean_for_speech(piece)
-            if any(ch.isalnum() for ch in spoken):
+            if _speakable(spoken):
                 self._pieces_out += 1
                 return spoken
 

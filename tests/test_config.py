@@ -237,3 +237,8 @@ def test_data_dir_comes_from_the_given_environ(tmp_path: Path, monkeypatch: pyte
 
 def test_string_setting_from_environment_that_looks_like_a_number() -> None:
     assert load_config(None, {"EDGEVOICE_LLM_SYSTEM_PROMPT": "42"}).llm.system_prompt == "42"
+
+
+def test_bad_data_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^data_dir must be a file path"):
+        load_config(write(tmp_path, "data_dir = 5\n"), {})
