@@ -84,6 +84,30 @@ class TtsConfig:
     """A clause of this many words is spoken before its sentence ends, to start talking sooner."""
 
 
+@dataclass(frozen=True)
+class ServerConfig:
+    """The LAN daemon: `edgevoice serve`."""
+
+    host: str = "0.0.0.0"
+    """Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this box only."""
+    port: int = 8765
+    name: str = ""
+    """The box's name on the LAN (mDNS); empty means the host name."""
+    discovery: bool = True
+    """Advertise the box over mDNS on the interfaces it listens on."""
+    mic: bool = False
+    """Also hold a conversation on the box's own microphone and speaker."""
+    allowed_origins: str = ""
+    """Extra browser origins allowed to open /ws, comma separated (the box's own names always are)."""
+    max_clients: int = 8
+    """WebSocket clients served at once; one more is refused with close code 1013."""
+    max_conversations: int = 64
+    """Conversations remembered for resuming; the least recently used is forgotten first."""
+    tls_cert: Path | None = None
+    """PEM certificate: serve HTTPS and WSS (browsers allow the microphone off localhost only then)."""
+    tls_key: Path | None = None
+
+
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     for variable in ("EDGEVOICE_DATA_DIR", "STATE_DIRECTORY"):
@@ -100,6 +124,7 @@ class Config:
     stt: SttConfig = field(default_factory=SttConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     data_dir: Path = field(default_factory=default_data_dir)
     """Where converted models and state live."""
 
@@ -124,6 +149,13 @@ class Config:
             (self.llm.history_turns >= 0, "llm.history_turns must not be negative"),
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
+            (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
+            (self.server.max_clients >= 1, "server.max_clients must be at least 1"),
+            (self.server.max_conversations >= 1, "server.max_conversations must be at least 1"),
+            (
+                (self.server.tls_cert is None) == (self.server.tls_key is None),
+                "server.tls_cert and server.tls_key go together",
+            ),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -131,7 +163,7 @@ class Config:
         return self
 
 
-_SECTIONS = {"vad": VadConfig, "stt": SttConfig, "llm": LlmConfig, "tts": TtsConfig}
+_SECTIONS = {"vad": VadConfig, "stt": SttConfig, "llm": LlmConfig, "tts": TtsConfig, "server": ServerConfig}
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
