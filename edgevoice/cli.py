@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from edgevoice.audio import devices
 from edgevoice.audio.pcm import read_audio, write_wav
 from edgevoice.config import Config, load_config
 from edgevoice.engines.loaded import ALL_KINDS, Engines
-from edgevoice.errors import EdgevoiceError, ModelError
+from edgevoice.errors import ConfigError, EdgevoiceError, ModelError
 from edgevoice.models.convert_cmd import convert_whisper
 from edgevoice.models.registry import DEFAULT_STT_SOURCE, Kind, default_stt_path, resolve, sha256_of
 from edgevoice.models.whisper_ggml import WeightType
@@ -44,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="talk with edgevoice through the microphone (or a WAV where there is none)")
     run.add_argument("--wav", type=Path, help="take the user's speech from this file instead of the microphone")
     run.add_argument("--out", type=Path, default=Path("reply.wav"), help="where replies go when not played aloud")
+
+    serve = commands.add_parser("serve", help="run the daemon: voice over WebSocket, browser client, dashboard, mDNS")
+    serve.add_argument("--host", help="address to listen on (default: server.host, 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default: server.port, 8765; 0 picks a free one)")
+    serve.add_argument("--mic", action="store_true", default=None, help="also talk through this box's mic and speaker")
+    serve.add_argument("--name", help="the box's name on the LAN (default: the host name)")
+    serve.add_argument("--no-discovery", action="store_true", help="do not advertise over mDNS")
+
+    from edgevoice.client import add_client_arguments  # noqa: PLC0415
+
+    client = commands.add_parser("client", help="talk to a box over the LAN (microphone or a WAV file)")
+    add_client_arguments(client)
+
+    discover = commands.add_parser("discover", help="list the edgevoice boxes on the LAN (mDNS)")
+    discover.add_argument("--interface", help="browse on this interface address only (e.g. 127.0.0.1)")
+    discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
 
     models = commands.add_parser("models", help="list, verify or convert the configured models")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
@@ -122,6 +139,30 @@ async def _run(config: Config, wav: Path | None, out: Path) -> int:
     return code
 
 
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    from edgevoice.server import serve  # noqa: PLC0415
+
+    changes: dict[str, object] = {}
+    if args.mic:
+        changes["mic"] = True
+    if args.name:
+        changes["name"] = args.name
+    if args.no_discovery:
+        changes["discovery"] = False
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))  # type: ignore[arg-type]
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError("--port must be 0 to 65535")
+    return asyncio.run(serve(config, args.host, args.port))
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from edgevoice.discovery import browse, format_boxes  # noqa: PLC0415
+
+    boxes = asyncio.run(browse(args.interface, args.timeout))
+    print(format_boxes(boxes))
+    return 0 if boxes else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -137,6 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_converse(config, args.file, args.out))
         elif args.command == "run":
             return asyncio.run(_run(config, args.wav, args.out))
+        elif args.command == "serve":
+            return _serve(config, args)
+        elif args.command == "client":
+            from edgevoice.client import client_main  # noqa: PLC0415
+
+            return client_main(args)
+        elif args.command == "discover":
+            return _discover(args)
         elif args.models_command == "verify":
             return _models_verify(config)
         elif args.models_command == "convert":

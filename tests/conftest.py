@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, from_pcm16, read_audio, resample
 from edgevoice.config import Config, load_config
 from edgevoice.engines.loaded import Engines
+from edgevoice.models.registry import default_stt_path
+from edgevoice.server import Server
 
 SENTENCES = [
     "What is the capital of France?",
@@ -33,6 +36,28 @@ def engines(config: Config) -> Iterator[Engines]:
     loaded = Engines.load(config)
     yield loaded
     loaded.close()
+
+
+@pytest.fixture
+def server_config(config: Config, tmp_path: Path) -> Config:
+    """The test config with its own data directory (conversations) and no mDNS; models stay where they are."""
+    return dataclasses.replace(
+        config,
+        data_dir=tmp_path / "data",
+        stt=dataclasses.replace(config.stt, model=config.stt.model or default_stt_path(config)),
+        server=dataclasses.replace(config.server, discovery=False),
+    )
+
+
+@pytest.fixture
+async def server(server_config: Config, engines: Engines) -> AsyncIterator[Server]:
+    """A real daemon on 127.0.0.1, a free port, sharing the session's loaded engines."""
+    running = Server(server_config, engines)
+    await running.start("127.0.0.1", 0)
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 def _espeak(text: str, out: Path) -> Samples:

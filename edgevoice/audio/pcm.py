@@ -83,3 +83,19 @@ def write_wav(path: Path, pcm: Pcm16, rate: int) -> None:
 
 def chunks(pcm: Pcm16, size: int) -> list[Pcm16]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+class StreamResampler:
+    """Resamples a stream of 16-bit mono PCM chunk by chunk, carrying filter state across chunk edges."""
+
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
+        if from_rate <= 0 or to_rate <= 0:
+            raise AudioError(f"cannot resample from {from_rate} Hz to {to_rate} Hz")
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32")
+
+    def feed(self, pcm: bytes) -> bytes:
+        if self._stream is None:
+            return pcm
+        out = self._stream.resample_chunk(from_pcm16(pcm))
+        return to_pcm16(np.asarray(out, dtype=np.float32)).astype("<i2").tobytes()

@@ -1,0 +1,259 @@
+"""One WebSocket client: protocol v1 in, a voice session in the middle, events and reply audio out.
+
+Everything the session says goes through a bounded outbox drained by one sender task, so a
+client that reads slowly never blocks the session or another client: reply audio beyond the
+bound is dropped oldest first (and counted), and a client that stops reading events altogether
+is closed with code 4002.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from edgevoice import __version__, protocol
+from edgevoice.audio.pcm import SAMPLE_RATE, StreamResampler
+from edgevoice.conversations import ConversationStore
+from edgevoice.engines.loaded import Engines
+from edgevoice.events import Event, ReplyAudio, TurnDone
+from edgevoice.protocol import Bye, Hello, Interrupt, ProtocolError
+from edgevoice.session import VoiceSession
+
+_log = logging.getLogger(__name__)
+OUTBOX_AUDIO_SECONDS = 30.0
+OUTBOX_MAX_EVENTS = 2000
+
+
+@dataclass
+class ClientStats:
+    name: str = ""
+    conversation: str = ""
+    frames_received: int = 0
+    frames_lost: int = 0
+    bad_frames: int = 0
+    audio_dropped_ms: float = 0.0
+    turns: int = 0
+
+
+class SocketListener:
+    """The session's listener for one socket: queues what to send, estimates what the client still plays."""
+
+    def __init__(self, on_turn_done: Callable[[TurnDone], None]) -> None:
+        self._outbox: collections.deque[str | bytes] = collections.deque()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._audio_seconds = 0.0
+        self._events = 0
+        self._play_until = 0.0
+        self._on_turn_done = on_turn_done
+        self.dropped_audio_s = 0.0
+        self.overflowed = False
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, ReplyAudio):
+            seconds = len(event.pcm) / 2 / event.sample_rate
+            now = time.monotonic()
+            self._play_until = max(self._play_until, now) + seconds
+            self._outbox.append(protocol.encode_server_audio(event))
+            self._audio_seconds += seconds
+            self._trim_audio()
+            self._drained.clear()
+        else:
+            self.send(protocol.event_to_json(event))
+            if isinstance(event, TurnDone):
+                self._on_turn_done(event)
+        self._wake.set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._events >= OUTBOX_MAX_EVENTS:
+            self.overflowed = True
+            return
+        self._events += 1
+        self._outbox.append(protocol.dumps(message))
+        self._drained.clear()
+        self._wake.set()
+
+    def _trim_audio(self) -> None:
+        while self._audio_seconds > OUTBOX_AUDIO_SECONDS:
+            for index, item in enumerate(self._outbox):
+                if isinstance(item, bytes):
+                    del self._outbox[index]
+                    seconds = self._seconds(item)
+                    self._audio_seconds -= seconds
+                    self._play_until -= seconds
+                    self.dropped_audio_s += seconds
+                    break
+            else:
+                self._audio_seconds = 0.0
+
+    @staticmethod
+    def _seconds(frame: bytes) -> float:
+        audio = protocol.parse_server_audio(frame)
+        return len(audio.pcm) / 2 / max(1, audio.sample_rate)
+
+    def drop_audio(self) -> None:
+        kept = [item for item in self._outbox if not isinstance(item, bytes)]
+        self._outbox.clear()
+        self._outbox.extend(kept)
+        if not kept:
+            self._drained.set()
+        self._audio_seconds = 0.0
+        self._play_until = 0.0
+
+    async def drained(self, timeout_s: float) -> None:
+        """Wait (up to timeout_s) until everything queued has been handed to the socket."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._drained.wait()
+
+    def playing(self) -> bool:
+        """Whether the client is still playing reply audio, judged from how much was sent and when."""
+        return time.monotonic() < self._play_until
+
+    async def drain_into(self, ws: web.WebSocketResponse) -> None:
+        """Send queued messages until cancelled or the socket closes."""
+        while not ws.closed:
+            if self.overflowed:
+                await ws.close(code=protocol.CLOSE_SLOW_CLIENT, message=b"client stopped reading events")
+                return
+            if not self._outbox:
+                self._drained.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            item = self._outbox.popleft()
+            if isinstance(item, bytes):
+                self._audio_seconds = max(0.0, self._audio_seconds - self._seconds(item))
+                await ws.send_bytes(item)
+            else:
+                self._events -= 1
+                await ws.send_str(item)
+
+
+class Connection:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        engines: Engines,
+        store: ConversationStore,
+        box_name: str,
+        on_conversation: Callable[[str, Connection], None],
+    ) -> None:
+        self.ws = ws
+        self._engines = engines
+        self._store = store
+        self._box_name = box_name
+        self._on_conversation = on_conversation
+        self.stats = ClientStats()
+        self.listener = SocketListener(self._turn_done)
+        self.session: VoiceSession | None = None
+        self._resampler: StreamResampler | None = None
+        self._sample_rate = SAMPLE_RATE
+        self._sequence = protocol.SequenceCounter()
+
+    def _turn_done(self, event: TurnDone) -> None:
+        self.stats.turns += 1
+        if event.transcript and self.session is not None:
+            self._store.save(self.stats.conversation, self.session.conversation)
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self.listener.drain_into(self.ws), name="ws-sender")
+        try:
+            async for message in self.ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._on_text(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await self._on_audio(message.data)
+                elif message.type == WSMsgType.ERROR:
+                    _log.info("client %s: %s", self.stats.name or "?", self.ws.exception())
+                if self.ws.closed:
+                    break
+        finally:
+            if self.session is not None:
+                await self.session.close()
+            await self._flush(sender)
+            self.stats.frames_lost = self._sequence.lost
+            self.stats.audio_dropped_ms = round(self.listener.dropped_audio_s * 1000.0, 1)
+
+    async def _flush(self, sender: asyncio.Task[None]) -> None:
+        """Give queued messages (a final error, bye) a moment to go out before the socket closes."""
+        if not self.ws.closed and not sender.done():
+            await self.listener.drained(2.0)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:120])
+
+    async def _fail(self, err: ProtocolError) -> None:
+        self.listener.send(protocol.error_message(err))
+        if err.close_code is not None:
+            await self._flush_then_close(err.close_code, err.message)
+
+    async def _flush_then_close(self, code: int, reason: str) -> None:
+        await self.listener.drained(2.0)
+        await self.close(code, reason)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            message = protocol.parse_client_text(text)
+        except ProtocolError as err:
+            await self._fail(err)
+            return
+        if isinstance(message, Hello):
+            await self._hello(message)
+        elif isinstance(message, Interrupt):
+            if self.session is not None:
+                self.session.interrupt()
+        elif isinstance(message, Bye):
+            self.listener.send({"type": "bye"})
+            await self._flush_then_close(protocol.CLOSE_NORMAL, "bye")
+
+    async def _hello(self, hello: Hello) -> None:
+        if self.session is not None:
+            await self._fail(ProtocolError("bad_message", "hello was already received on this connection"))
+            return
+        opened = self._store.open(hello.conversation)
+        self.stats.name = hello.client or "unnamed"
+        self.stats.conversation = opened.id
+        self._on_conversation(opened.id, self)
+        self._sample_rate = hello.sample_rate
+        self._resampler = StreamResampler(hello.sample_rate, SAMPLE_RATE)
+        self.session = VoiceSession(self._engines, self.listener, opened.conversation)
+        self.listener.send(
+            protocol.ready_message(
+                conversation=opened.id,
+                resumed=opened.resumed,
+                sample_rate=hello.sample_rate,
+                box=self._box_name,
+                version=__version__,
+            )
+        )
+        _log.info("client %s: conversation %s (%s)", self.stats.name, opened.id, "resumed" if opened.resumed else "new")
+
+    async def _on_audio(self, data: bytes) -> None:
+        if self.session is None or self._resampler is None:
+            await self._fail(
+                ProtocolError("no_hello", "send hello before audio", close_code=protocol.CLOSE_PROTOCOL_ERROR)
+            )
+            return
+        try:
+            seq, pcm = protocol.parse_client_audio(data, self._sample_rate)
+        except ProtocolError as err:
+            self.stats.bad_frames += 1
+            await self._fail(err)
+            return
+        self.stats.frames_received += 1
+        missing = self._sequence.see(seq)
+        if missing:
+            self.listener.send(protocol.gap_message(missing, self._sequence))
+        self.session.feed(self._resampler.feed(pcm))

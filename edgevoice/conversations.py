@@ -1,0 +1,131 @@
+"""Conversations clients can resume: kept in memory, saved to disk after each turn, least recently used forgotten.
+
+A client that reconnects (a dropped Wi-Fi link, a restarted daemon) sends the id it was given and
+carries on with the same history. Each conversation is one small JSON file, written atomically;
+when the disk is full the conversation stays in memory and the failure is logged, nothing is lost
+from the session in progress.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgevoice.pipeline import Conversation
+from edgevoice.protocol import valid_conversation_id
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Opened:
+    id: str
+    conversation: Conversation
+    resumed: bool
+
+
+class ConversationStore:
+    def __init__(self, directory: Path, system_prompt: str, history_turns: int, max_conversations: int) -> None:
+        self.directory = directory
+        self._system_prompt = system_prompt
+        self._history_turns = history_turns
+        self._max = max_conversations
+        self._live: collections.OrderedDict[str, Conversation] = collections.OrderedDict()
+        self.save_failures = 0
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def open(self, conversation_id: str | None) -> Opened:
+        """The conversation with this id (from memory, then disk), or a new one (under this id if given)."""
+        if conversation_id is not None and not valid_conversation_id(conversation_id):
+            raise ValueError(f"invalid conversation id {conversation_id!r}")
+        if conversation_id is None:
+            conversation_id = uuid.uuid4().hex
+        found = self._live.get(conversation_id)
+        resumed = found is not None
+        if found is None:
+            found = self._load(conversation_id)
+            resumed = found is not None
+        if found is None:
+            found = Conversation(self._system_prompt, self._history_turns)
+        self._live[conversation_id] = found
+        self._live.move_to_end(conversation_id)
+        self._evict()
+        return Opened(conversation_id, found, resumed)
+
+    def save(self, conversation_id: str, conversation: Conversation | None = None) -> bool:
+        """Write the conversation's history to disk; False (and a log line) when it could not be written.
+
+        A connection passes the conversation it holds, so one evicted meanwhile is kept again.
+        """
+        if conversation is not None:
+            self._live[conversation_id] = conversation
+            self._live.move_to_end(conversation_id)
+            self._evict()
+        conversation = self._live.get(conversation_id)
+        if conversation is None:
+            return False
+        record = {
+            "id": conversation_id,
+            "updated": time.time(),
+            "history": [list(pair) for pair in conversation.history],
+        }
+        path = self._path(conversation_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(record, out, ensure_ascii=False)
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+        except OSError as err:
+            self.save_failures += 1
+            _log.warning("conversation %s kept in memory only: cannot write %s (%s)", conversation_id, path, err)
+            return False
+        return True
+
+    def _path(self, conversation_id: str) -> Path:
+        return self.directory / f"{conversation_id}.json"
+
+    def _load(self, conversation_id: str) -> Conversation | None:
+        path = self._path(conversation_id)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            history = [(str(said), str(answered)) for said, answered in record["history"]]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            _log.warning("ignoring unreadable conversation file %s: %s", path, err)
+            return None
+        conversation = Conversation(self._system_prompt, self._history_turns)
+        for said, answered in history[-self._history_turns :] if self._history_turns else []:
+            conversation.remember(said, answered)
+        return conversation
+
+    def _evict(self) -> None:
+        while len(self._live) > self._max:
+            old_id, _ = self._live.popitem(last=False)
+            with contextlib.suppress(OSError):
+                self._path(old_id).unlink()
+        # Files left by earlier runs count against the same bound.
+        try:
+            files = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return
+        for stale in files[: max(0, len(files) - self._max)]:
+            if stale.stem not in self._live:
+                with contextlib.suppress(OSError):
+                    stale.unlink()

@@ -1,0 +1,291 @@
+"""The LAN daemon: one aiohttp application on one port.
+
+/ws is the voice protocol (docs/protocol.md), /talk the browser voice client, / the dashboard,
+/healthz a liveness check. Engines are loaded and warmed before the port opens, shared by every
+client (one inference at a time per engine, a bounded wait queue, `busy` when it is full), and
+closed after the last connection has gone. mDNS advertises the box on the interfaces it listens
+on and withdraws it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from edgevoice import __version__, protocol
+from edgevoice.config import Config
+from edgevoice.connection import Connection
+from edgevoice.conversations import ConversationStore
+from edgevoice.engines.loaded import Engines
+from edgevoice.errors import ConfigError, EdgevoiceError
+from edgevoice.events import Event
+
+_log = logging.getLogger(__name__)
+DASHBOARD_DIR = Path(os.environ.get("EDGEVOICE_DASHBOARD_DIR") or Path(__file__).resolve().parents[1] / "dashboard")
+
+
+def box_name(config: Config) -> str:
+    return config.server.name or socket.gethostname().split(".")[0] or "edgevoice"
+
+
+def _own_hosts(name: str) -> set[str]:
+    """Every name and address this box can be reached by: what a page served by the box has as its Origin."""
+    hosts = {"localhost", "127.0.0.1", "::1", name.lower(), f"{name.lower()}.local"}
+    hostname = socket.gethostname().lower()
+    hosts |= {hostname, f"{hostname}.local", socket.getfqdn().lower()}
+    with contextlib.suppress(ImportError, OSError):
+        import ifaddr  # noqa: PLC0415  (a zeroconf dependency)
+
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                hosts.add(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
+    return hosts
+
+
+class OriginPolicy:
+    """Which browser pages may open /ws: the box's own, plus any configured. No Origin: not a browser."""
+
+    def __init__(self, hosts: set[str], extra: str) -> None:
+        self._hosts = {h.lower() for h in hosts}
+        self._extra = {o.strip().rstrip("/").lower() for o in extra.split(",") if o.strip()}
+
+    def allows(self, origin: str | None, port: int) -> bool:
+        if origin is None:
+            return True
+        origin = origin.strip().rstrip("/").lower()
+        if origin in self._extra:
+            return True
+        try:
+            parts = urlsplit(origin)
+            origin_port = parts.port
+        except ValueError:  # a bad port or a bracketed host that is not an IPv6 address
+            return False
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            return False
+        if origin_port is None:
+            origin_port = 443 if parts.scheme == "https" else 80
+        return parts.hostname in self._hosts and origin_port == port
+
+
+class Server:
+    """The daemon's application. Pass loaded engines to share them (tests); otherwise start() loads them."""
+
+    def __init__(self, config: Config, engines: Engines | None = None) -> None:
+        self.config = config
+        self.name = box_name(config)
+        self._engines = engines
+        self._owns_engines = engines is None
+        self._store = ConversationStore(
+            config.data_dir / "conversations",
+            config.llm.system_prompt,
+            config.llm.history_turns,
+            config.server.max_conversations,
+        )
+        self._origins = OriginPolicy(_own_hosts(self.name), config.server.allowed_origins)
+        self._connections: set[Connection] = set()
+        self._by_conversation: dict[str, Connection] = {}
+        self._runner: web.AppRunner | None = None
+        self._advertiser: Any = None
+        self._mic: asyncio.Task[None] | None = None
+        self._started = time.monotonic()
+        self.port = 0
+        self.host = ""
+        self.secure = config.server.tls_cert is not None
+        self.on_event: Callable[[Event], None] | None = None
+
+    @property
+    def engines(self) -> Engines:
+        if self._engines is None:
+            raise EdgevoiceError("the server has not loaded its engines")
+        return self._engines
+
+    @property
+    def http_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}{protocol.WS_PATH}"
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_get(protocol.WS_PATH, self._websocket)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/talk", self._page("talk.html"))
+        app.router.add_get("/", self._page("index.html"))
+        if DASHBOARD_DIR.is_dir():
+            app.router.add_static("/static", DASHBOARD_DIR, follow_symlinks=False)
+        app.on_shutdown.append(self._close_connections)
+        return app
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        """Load engines (unless given), open the port, advertise, start the mic conversation if configured."""
+        settings = self.config.server
+        host = settings.host if host is None else host
+        port = settings.port if port is None else port
+        tls = self._tls_context()
+        if self._engines is None:
+            self._engines = await asyncio.to_thread(Engines.load, self.config)
+        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host or None, port, ssl_context=tls)
+        try:
+            await site.start()
+        except OSError as err:
+            await self._runner.cleanup()
+            raise EdgevoiceError(f"cannot listen on {host or '*'}:{port}: {err.strerror or err}") from None
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else port
+        self.host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        self._started = time.monotonic()
+        if settings.discovery:
+            await self._advertise(host)
+        if settings.mic:
+            self._mic = asyncio.create_task(self._run_mic(), name="mic")
+
+    async def stop(self) -> None:
+        """Withdraw from mDNS, close every connection (1001), stop the mic, release the engines."""
+        if self._advertiser is not None:
+            with contextlib.suppress(Exception):
+                await self._advertiser.stop()
+            self._advertiser = None
+        if self._mic is not None:
+            self._mic.cancel()
+            await asyncio.gather(self._mic, return_exceptions=True)
+            self._mic = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._owns_engines and self._engines is not None:
+            self._engines.close()
+            self._engines = None
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        settings = self.config.server
+        if settings.tls_cert is None or settings.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(f"cannot use TLS certificate {settings.tls_cert} / {settings.tls_key}: {err}") from None
+        return context
+
+    async def _advertise(self, host: str) -> None:
+        from edgevoice.discovery import Advertiser  # noqa: PLC0415
+
+        advertiser = Advertiser(
+            name=self.name, host=host, port=self.port, protocol=protocol.PROTOCOL_VERSION, secure=self.secure
+        )
+        try:
+            await advertiser.start()
+        except (EdgevoiceError, OSError) as err:
+            _log.warning("not advertised over mDNS: %s", err)
+            return
+        self._advertiser = advertiser
+
+    async def _run_mic(self) -> None:
+        from edgevoice.audio import devices  # noqa: PLC0415
+
+        opened = self._store.open("mic")
+        try:
+            await devices.run_mic(self.engines, opened.conversation, on_event=self.on_event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # no device, PortAudio missing: the socket clients keep working
+            _log.error("the box's microphone conversation stopped: %s", err)
+
+    def _page(self, name: str) -> Callable[[web.Request], Any]:
+        async def page(_request: web.Request) -> web.StreamResponse:
+            path = DASHBOARD_DIR / name
+            if not path.is_file():
+                raise web.HTTPNotFound(text=f"{name} is not installed in {DASHBOARD_DIR}\n")
+            return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+        return page
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "protocol": protocol.PROTOCOL_VERSION,
+                "box": self.name,
+                "uptime_s": round(time.monotonic() - self._started, 1),
+                "clients": len(self._connections),
+                "conversations": len(self._store),
+                "mic": self._mic is not None and not self._mic.done(),
+            }
+        )
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if not self._origins.allows(origin, self.port):
+            _log.warning("refused a WebSocket from origin %s", origin)
+            raise web.HTTPForbidden(text="this origin may not open a voice session on this box\n")
+        ws = web.WebSocketResponse(
+            heartbeat=protocol.PING_INTERVAL_S,
+            compress=False,
+            max_msg_size=protocol.MAX_FRAME_BYTES,
+        )
+        await ws.prepare(request)
+        if len(self._connections) >= self.config.server.max_clients:
+            await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"too many clients; try again later")
+            return ws
+        connection = Connection(ws, self.engines, self._store, self.name, self._claim)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        except Exception:
+            _log.exception("connection from %s failed", request.remote)
+            await ws.close(code=protocol.CLOSE_INTERNAL, message=b"internal error")
+        finally:
+            self._connections.discard(connection)
+            conversation = connection.stats.conversation
+            if self._by_conversation.get(conversation) is connection:
+                del self._by_conversation[conversation]
+        return ws
+
+    def _claim(self, conversation: str, connection: Connection) -> None:
+        """A conversation is held by one connection: the newest (a client that reconnected) wins."""
+        previous = self._by_conversation.get(conversation)
+        self._by_conversation[conversation] = connection
+        if previous is not None and previous is not connection:
+            asyncio.get_running_loop().create_task(
+                previous.close(protocol.CLOSE_TAKEN_OVER, "conversation resumed by another connection")
+            )
+
+    async def _close_connections(self, _app: web.Application) -> None:
+        for connection in list(self._connections):
+            await connection.close(protocol.CLOSE_GOING_AWAY, "edgevoice is shutting down")
+
+
+async def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
+    """`edgevoice serve`: run until SIGTERM or SIGINT."""
+    server = Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start(host, port)
+    try:
+        print(f"edgevoice: serving {server.name} on {server.http_url} (voice client at /talk)", flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+    print("edgevoice: stopped", flush=True)
+    return 0

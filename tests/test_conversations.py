@@ -1,0 +1,232 @@
+"""Conversations that survive a reconnect and a restart: memory, disk, LRU, and a disk that fails."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edgevoice import conversations
+from edgevoice.conversations import ConversationStore
+from edgevoice.protocol import valid_conversation_id
+
+PROMPT = "You are a kitchen assistant."
+
+
+def store_at(directory: Path, history_turns: int = 4, max_conversations: int = 8) -> ConversationStore:
+    return ConversationStore(directory, PROMPT, history_turns, max_conversations)
+
+
+def test_a_new_conversation_gets_a_fresh_valid_id(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    first, second = store.open(None), store.open(None)
+    assert first.id != second.id
+    for opened in (first, second):
+        assert valid_conversation_id(opened.id)
+        assert not opened.resumed
+        assert list(opened.conversation.history) == []
+        assert opened.conversation.system_prompt == PROMPT
+        assert opened.conversation.max_turns == 4
+    assert len(store) == 2
+
+
+def test_an_unknown_id_starts_a_new_conversation_under_that_id(tmp_path: Path) -> None:
+    opened = store_at(tmp_path).open("kitchen-1")
+    assert opened.id == "kitchen-1"
+    assert not opened.resumed
+
+
+def test_resume_from_memory_is_the_same_object(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    first = store.open("abc")
+    first.conversation.remember("hi", "hello")
+    again = store.open("abc")
+    assert again.resumed
+    assert again.id == "abc"
+    assert again.conversation is first.conversation
+    assert len(store) == 1
+
+
+def test_saved_conversation_resumes_from_disk_in_a_fresh_store(tmp_path: Path) -> None:
+    store = store_at(tmp_path, history_turns=3)
+    opened = store.open("abc")
+    for n in range(3):
+        opened.conversation.remember(f"said {n}", f"answered {n}")
+    assert store.save("abc")
+    assert (tmp_path / "abc.json").is_file()
+
+    restarted = store_at(tmp_path, history_turns=3).open("abc")
+    assert restarted.resumed
+    assert restarted.conversation is not opened.conversation
+    assert list(restarted.conversation.history) == [(f"said {n}", f"answered {n}") for n in range(3)]
+    assert restarted.conversation.system_prompt == PROMPT
+
+
+def test_history_read_from_disk_is_bounded_to_history_turns(tmp_path: Path) -> None:
+    store = store_at(tmp_path, history_turns=10)
+    opened = store.open("long")
+    for n in range(10):
+        opened.conversation.remember(f"q{n}", f"a{n}")
+    assert store.save("long")
+
+    smaller = store_at(tmp_path, history_turns=2).open("long")
+    assert smaller.resumed
+    assert list(smaller.conversation.history) == [("q8", "a8"), ("q9", "a9")]
+    assert smaller.conversation.max_turns == 2
+
+    none_kept = store_at(tmp_path, history_turns=0).open("long")
+    assert list(none_kept.conversation.history) == []
+
+
+def test_saved_file_is_json_with_the_history_and_no_temp_files_are_left(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    opened = store.open("abc")
+    opened.conversation.remember("où est la gare ?", "Tout droit.")
+    assert store.save("abc")
+    assert store.save("abc"), "saving again replaces the file"
+    record = json.loads((tmp_path / "abc.json").read_text(encoding="utf-8"))
+    assert record["id"] == "abc"
+    assert record["history"] == [["où est la gare ?", "Tout droit."]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.json"]
+
+
+def test_save_of_an_unknown_conversation_is_false(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    assert not store.save("never-opened")
+    assert store.save_failures == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_creates_the_directory(tmp_path: Path) -> None:
+    store = store_at(tmp_path / "data" / "conversations")
+    store.open("abc")
+    assert store.save("abc")
+    assert (tmp_path / "data" / "conversations" / "abc.json").is_file()
+
+
+def test_least_recently_used_is_forgotten_from_memory_and_disk(tmp_path: Path) -> None:
+    store = store_at(tmp_path, max_conversations=2)
+    for name in ("a", "b"):
+        store.open(name).conversation.remember(f"to {name}", "ok")
+        assert store.save(name)
+    store.open("a")  # a is now more recently used than b
+    store.open("c")
+    assert len(store) == 2
+    assert not (tmp_path / "b.json").exists()
+    assert (tmp_path / "a.json").exists()
+
+    assert store.open("a").resumed
+    gone = store.open("b")
+    assert not gone.resumed
+    assert list(gone.conversation.history) == []
+
+
+def test_files_left_by_an_earlier_run_count_against_the_bound(tmp_path: Path) -> None:
+    for age, name in enumerate(("old", "middle", "new")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"id": name, "updated": 0, "history": [["q", "a"]]}))
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    store = store_at(tmp_path, max_conversations=2)
+    store.open("fresh")
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == ["middle", "new"]
+    assert store.open("new").resumed
+    assert not store.open("old").resumed
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "",
+        "[]",
+        "null",
+        '{"id": "abc"}',
+        '{"history": 5}',
+        '{"history": [["only one"]]}',
+        '{"history": [1, 2]}',
+        '{"history": [["a", "b", "c"]]}',
+    ],
+)
+def test_a_corrupted_file_starts_a_new_conversation(tmp_path: Path, content: str) -> None:
+    (tmp_path / "abc.json").write_text(content)
+    opened = store_at(tmp_path).open("abc")
+    assert opened.id == "abc"
+    assert not opened.resumed
+    assert list(opened.conversation.history) == []
+
+
+def test_a_file_that_is_not_utf8_starts_a_new_conversation(tmp_path: Path) -> None:
+    (tmp_path / "abc.json").write_bytes(b'{"history": [["\xff\xfe", "x"]]}')
+    opened = store_at(tmp_path).open("abc")
+    assert not opened.resumed
+
+
+def test_a_corrupted_file_is_replaced_on_the_next_save(tmp_path: Path) -> None:
+    (tmp_path / "abc.json").write_text("{garbage")
+    store = store_at(tmp_path)
+    store.open("abc").conversation.remember("q", "a")
+    assert store.save("abc")
+    assert store_at(tmp_path).open("abc").resumed
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 65, "../escape", "a/b", "with space", "dot.json", "é"])
+def test_an_invalid_id_is_a_value_error(tmp_path: Path, bad: str) -> None:
+    store = store_at(tmp_path)
+    with pytest.raises(ValueError, match="invalid conversation id"):
+        store.open(bad)
+    assert len(store) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_that_is_a_file_keeps_the_conversation_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "conversations"
+    blocker.write_text("I am a file")
+    store = store_at(blocker)
+    opened = store.open("abc")
+    opened.conversation.remember("q", "a")
+    assert not store.save("abc")
+    assert store.save_failures == 1
+    again = store.open("abc")
+    assert again.resumed
+    assert again.conversation is opened.conversation
+    assert list(again.conversation.history) == [("q", "a")]
+    assert blocker.read_text() == "I am a file"
+
+
+def test_directory_under_a_regular_file_counts_each_failure(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = store_at(blocker / "conversations")
+    opened = store.open(None)
+    assert not opened.resumed
+    opened.conversation.remember("q1", "a1")
+    assert not store.save(opened.id)
+    opened.conversation.remember("q2", "a2")
+    assert not store.save(opened.id)
+    assert store.save_failures == 2
+    assert list(store.open(opened.id).conversation.history) == [("q1", "a1"), ("q2", "a2")]
+
+
+def test_a_full_disk_leaves_no_temp_file_and_the_old_file_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_at(tmp_path)
+    opened = store.open("abc")
+    opened.conversation.remember("q1", "a1")
+    assert store.save("abc")
+    before = (tmp_path / "abc.json").read_text()
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(conversations, "json", SimpleNamespace(dump=disk_full, loads=json.loads))
+    opened.conversation.remember("q2", "a2")
+    assert not store.save("abc")
+    assert store.save_failures == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.json"]
+    assert (tmp_path / "abc.json").read_text() == before
+    assert list(store.open("abc").conversation.history) == [("q1", "a1"), ("q2", "a2")]
