@@ -79,6 +79,12 @@ class OriginPolicy:
         return parts.hostname in self._hosts and origin_port == port
 
 
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    """Browsers check the client's files on each load, so an upgraded page never runs an old talk.js."""
+    if request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")
+
+
 class Server:
     """The daemon's application. Pass loaded engines to share them (tests); otherwise start() loads them."""
 
@@ -129,6 +135,7 @@ class Server:
         app.router.add_get("/", self._page("index.html"))
         if DASHBOARD_DIR.is_dir():
             app.router.add_static("/static", DASHBOARD_DIR, follow_symlinks=False)
+        app.on_response_prepare.append(_revalidate_static)
         app.on_shutdown.append(self._close_connections)
         return app
 
