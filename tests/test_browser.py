@@ -75,6 +75,10 @@ async def test_talk_page_and_assets_are_served(server: Server) -> None:
     expected = {
         "/talk": {"text/html"},
         "/static/talk.js": JS_TYPES,
+        "/static/talk-socket.js": JS_TYPES,
+        "/static/talk-capture.js": JS_TYPES,
+        "/static/talk-player.js": JS_TYPES,
+        "/static/talk-log.js": JS_TYPES,
         "/static/capture-worklet.js": JS_TYPES,
         "/static/talk.css": {"text/css"},
         "/healthz": {"application/json"},

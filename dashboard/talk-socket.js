@@ -1,0 +1,187 @@
+// The browser client's connection to /ws, protocol v1 (docs/protocol.md).
+//
+// One WebSocket, opened by start() and reopened with exponential backoff when it drops; the
+// conversation id from `ready` is kept in localStorage so a reload or a reconnect resumes it.
+// Frames go out with the uint32 sequence header; reply audio frames come in with the 16-byte one.
+
+const PROTOCOL_VERSION = 1;
+export const SEND_RATE = 16000;
+const CLIENT_NAME = "browser";
+const CONVERSATION_KEY = "edgevoice.conversation";
+const CLIENT_HEADER_BYTES = 4;
+const SERVER_HEADER_BYTES = 16;
+const MAX_BUFFERED_BYTES = 64 * 1024; // ~2 s of 16 kHz audio unsent: drop frames, never queue without bound
+const BACKOFF_FIRST_S = 1;
+const BACKOFF_MAX_S = 30;
+const CLOSE_TAKEN_OVER = 4001;
+const PERMANENT_ERRORS = new Set(["unsupported_protocol", "bad_sample_rate"]);
+
+/** A fatal error that reconnecting would only repeat. */
+export function isPermanentError(event) {
+  return Boolean(event.fatal) && PERMANENT_ERRORS.has(event.code);
+}
+
+// localStorage throws in some private modes and sandboxed frames: then ids live for the page only.
+const storedConversation = {
+  get() {
+    try {
+      return localStorage.getItem(CONVERSATION_KEY);
+    } catch {
+      return null;
+    }
+  },
+  set(id) {
+    try {
+      if (id) localStorage.setItem(CONVERSATION_KEY, id);
+      else localStorage.removeItem(CONVERSATION_KEY);
+    } catch {
+      // nothing to do: the id is still held in memory for this page
+    }
+  },
+};
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/**
+ * The protocol side of the page. `handlers` are called back:
+ * - opening(): a new socket is about to be opened
+ * - event(event): a parsed server event (`ready` already applied to the connection)
+ * - audio(turn, sampleRate, pcm): a well-formed reply audio frame
+ * - takenOver(): another window took the conversation; no reconnect until reconnectNow()
+ * - changed(): the connection's state changed
+ */
+export class Connection {
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.socket = null;
+    this.connected = false; // `ready` received on the current socket
+    this.everConnected = false;
+    this.halted = false; // do not reconnect until the user presses Talk
+    this.backoffS = BACKOFF_FIRST_S;
+    this.retryTimer = null;
+    this.retryAt = 0;
+    this.sendSeq = 0;
+    this.conversation = storedConversation.get();
+  }
+
+  get open() {
+    return this.socket !== null;
+  }
+
+  get retrying() {
+    return this.retryTimer !== null;
+  }
+
+  start() {
+    window.addEventListener("online", () => {
+      if (!this.socket && !this.halted) this.reconnectNow();
+    });
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.halted = false;
+    this.handlers.opening();
+    const ws = new WebSocket(socketUrl());
+    ws.binaryType = "arraybuffer";
+    this.socket = ws;
+    ws.addEventListener("open", () => {
+      const hello = { type: "hello", protocol: PROTOCOL_VERSION, sample_rate: SEND_RATE, client: CLIENT_NAME };
+      if (this.conversation) hello.conversation = this.conversation;
+      ws.send(JSON.stringify(hello));
+    });
+    ws.addEventListener("message", (event) => {
+      if (ws !== this.socket) return;
+      if (typeof event.data === "string") this.onText(event.data);
+      else this.onBinary(event.data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (ws !== this.socket) return;
+      this.socket = null;
+      this.connected = false;
+      if (event.code === CLOSE_TAKEN_OVER) {
+        this.halted = true;
+        this.handlers.takenOver();
+      } else if (!this.halted) {
+        this.scheduleReconnect();
+      }
+      this.handlers.changed();
+    });
+    this.handlers.changed();
+  }
+
+  scheduleReconnect() {
+    const delayS = this.backoffS;
+    this.backoffS = Math.min(this.backoffS * 2, BACKOFF_MAX_S);
+    this.retryAt = Date.now() + delayS * 1000;
+    this.retryTimer = setTimeout(() => this.connect(), delayS * 1000);
+  }
+
+  reconnectNow() {
+    if (this.socket) {
+      const old = this.socket;
+      this.socket = null;
+      this.connected = false;
+      old.close(1000);
+    }
+    this.backoffS = BACKOFF_FIRST_S;
+    this.connect();
+  }
+
+  /** Start a new conversation on the next hello. */
+  forgetConversation() {
+    this.conversation = null;
+    storedConversation.set(null);
+  }
+
+  send(message) {
+    if (this.socket && this.connected) this.socket.send(JSON.stringify(message));
+  }
+
+  /** Send one Int16Array frame; false when it was dropped. */
+  sendAudio(pcm) {
+    const socket = this.socket;
+    if (!socket || !this.connected || socket.bufferedAmount > MAX_BUFFERED_BYTES) return false;
+    const frame = new Uint8Array(CLIENT_HEADER_BYTES + pcm.byteLength);
+    new DataView(frame.buffer).setUint32(0, this.sendSeq, true);
+    // Int16Array is in the platform's byte order, little-endian on every platform browsers run on.
+    frame.set(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), CLIENT_HEADER_BYTES);
+    socket.send(frame.buffer);
+    this.sendSeq = (this.sendSeq + 1) >>> 0;
+    return true;
+  }
+
+  onText(text) {
+    let event;
+    try {
+      event = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (event.type === "ready") {
+      this.connected = true;
+      this.everConnected = true;
+      this.backoffS = BACKOFF_FIRST_S;
+      this.sendSeq = 0;
+      this.conversation = event.conversation;
+      storedConversation.set(this.conversation);
+    } else if (event.type === "error") {
+      if (event.code === "bad_conversation") this.forgetConversation();
+      if (isPermanentError(event)) this.halted = true;
+    }
+    this.handlers.event(event);
+  }
+
+  onBinary(data) {
+    if (data.byteLength < SERVER_HEADER_BYTES || (data.byteLength - SERVER_HEADER_BYTES) % 2) return;
+    const header = new DataView(data, 0, SERVER_HEADER_BYTES);
+    const turn = header.getUint32(0, true);
+    const sampleRate = header.getUint32(8, true);
+    this.handlers.audio(turn, sampleRate, new Int16Array(data, SERVER_HEADER_BYTES));
+  }
+}
