@@ -361,7 +361,7 @@ async def test_reconnects_with_the_same_conversation(fake_box: Any, tmp_path: Pa
 async def test_a_box_that_stops_answering_pings_is_left(
     fake_box: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("edgevoice.client.PING_INTERVAL_S", 0.2)  # pong due within 0.1 s
+    monkeypatch.setattr("edgevoice.client_session.PING_INTERVAL_S", 0.2)  # pong due within 0.1 s
 
     async def script(ws: web.WebSocketResponse, hello: dict[str, Any], connection: int) -> None:
         await ws.send_json(ready())
