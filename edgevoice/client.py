@@ -45,7 +45,7 @@ async def _discover(options: ClientOptions, output: ClientOutput) -> str:
 
     try:
         boxes = await discovery.browse(options.interface, options.discovery_timeout_s)
-    except OSError as err:
+    except (OSError, EdgevoiceError) as err:
         raise ClientError(f"cannot look for boxes on the network: {err}") from None
     if not boxes:
         raise ClientError(
