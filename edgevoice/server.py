@@ -30,7 +30,7 @@ from edgevoice.connection import Connection
 from edgevoice.conversations import ConversationStore
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
-from edgevoice.events import Event
+from edgevoice.events import Event, TurnDone
 
 _log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(os.environ.get("EDGEVOICE_DASHBOARD_DIR") or Path(__file__).resolve().parents[1] / "dashboard")
@@ -209,8 +209,16 @@ class Server:
         from edgevoice.audio import devices  # noqa: PLC0415
 
         opened = self._store.open("mic")
+
+        def on_event(event: Event) -> None:
+            if isinstance(event, TurnDone) and event.transcript:
+                _log.info("mic turn %d: %r -> %r", event.turn, event.transcript, event.reply)
+                self._store.save(opened.id, opened.conversation)
+            if self.on_event is not None:
+                self.on_event(event)
+
         try:
-            await devices.run_mic(self.engines, opened.conversation, on_event=self.on_event)
+            await devices.run_mic(self.engines, opened.conversation, on_event=on_event)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # no device, PortAudio missing: the socket clients keep working

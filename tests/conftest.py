@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,3 +86,36 @@ def piper_speech(engines: Engines) -> Callable[[str], Samples]:
 def with_silence(samples: Samples, before_s: float = 0.4, after_s: float = 1.2) -> Samples:
     pad = [np.zeros(int(s * SAMPLE_RATE), dtype=np.float32) for s in (before_s, after_s)]
     return np.concatenate([pad[0], samples, pad[1]])
+
+
+@pytest.fixture
+def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A private PulseAudio server: sink 'mic' (its monitor is the default source) and sink 'speaker'."""
+    if shutil.which("pulseaudio") is None:
+        pytest.fail("pulseaudio is not installed: ./install.sh --dev installs it")
+    runtime = tmp_path / "pulse"
+    runtime.mkdir()
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "XDG_RUNTIME_DIR": str(runtime)}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(
+        [
+            "pulseaudio",
+            "--daemonize=yes",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "-n",
+            "--load=module-native-protocol-unix",
+            "--load=module-null-sink sink_name=mic",
+            "--load=module-null-sink sink_name=speaker",
+        ],
+        env=env,
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
+    try:
+        for command in (["pactl", "set-default-source", "mic.monitor"], ["pactl", "set-default-sink", "speaker"]):
+            subprocess.run(command, env=env, check=True, timeout=10)
+        yield env
+    finally:
+        subprocess.run(["pulseaudio", "--kill"], env=env, check=False, timeout=30)

@@ -38,11 +38,9 @@ from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
 from edgevoice.events import ReplyAudio
 from edgevoice.server import Server
-from tests.audio import test_devices
 from tests.conftest import with_silence
 
 BUNDLED = Path(__file__).parents[1] / "edgevoice" / "data" / "question.wav"
-pulse = test_devices.pulse  # the private PulseAudio server, for the microphone and speaker test
 
 
 def _pcm(values: list[int]) -> bytes:

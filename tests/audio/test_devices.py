@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,39 +20,6 @@ from edgevoice.events import Event, ReplyAudio, TurnDone, TurnTimings
 from edgevoice.wer import word_error_rate
 
 BUNDLED = Path(__file__).parents[2] / "edgevoice" / "data" / "question.wav"
-
-
-@pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A private PulseAudio server: sink 'mic' (its monitor is the default source) and sink 'speaker'."""
-    if shutil.which("pulseaudio") is None:
-        pytest.fail("pulseaudio is not installed: ./install.sh --dev installs it")
-    runtime = tmp_path / "pulse"
-    runtime.mkdir()
-    env = {**os.environ, "PULSE_RUNTIME_PATH": str(runtime), "XDG_RUNTIME_DIR": str(runtime)}
-    env.pop("PULSE_SERVER", None)
-    subprocess.run(
-        [
-            "pulseaudio",
-            "--daemonize=yes",
-            "--exit-idle-time=-1",
-            "--disallow-exit",
-            "-n",
-            "--load=module-native-protocol-unix",
-            "--load=module-null-sink sink_name=mic",
-            "--load=module-null-sink sink_name=speaker",
-        ],
-        env=env,
-        check=True,
-        timeout=30,
-        capture_output=True,
-    )
-    try:
-        for command in (["pactl", "set-default-source", "mic.monitor"], ["pactl", "set-default-sink", "speaker"]):
-            subprocess.run(command, env=env, check=True, timeout=10)
-        yield env
-    finally:
-        subprocess.run(["pulseaudio", "--kill"], env=env, check=False, timeout=30)
 
 
 def test_speaker_plays_reply_audio_and_forwards_every_event() -> None:

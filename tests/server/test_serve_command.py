@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
+import soundfile
 
 from edgevoice import protocol
 from edgevoice.config import Config
 from edgevoice.models.registry import default_stt_path
 from tests.server.wire import hello
+from tests.test_cli import BUNDLED as BUNDLED_QUESTION
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +107,46 @@ def test_bad_tls_files_are_a_clear_error(serve_env: dict[str, str], tmp_path: Pa
     assert result.returncode == 2
     assert "cannot use TLS certificate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_mic_conversation_runs_beside_the_socket(serve_env: dict[str, str], pulse: dict[str, str]) -> None:
+    """--mic: the box's own microphone (a PulseAudio null sink's monitor) gets answered through its speaker."""
+    env = {**serve_env, **{k: v for k, v in pulse.items() if k.startswith(("PULSE", "XDG"))}}
+    data = Path(serve_env["EDGEVOICE_DATA_DIR"])
+    heard = data.parent / "speaker.wav"
+    recorder = subprocess.Popen(
+        ["parecord", "--device=speaker.monitor", "--file-format=wav", "--channels=1", str(heard)], env=env
+    )
+    command = ["serve", "--host", "127.0.0.1", "--port", "0", "--mic", "--no-discovery"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgevoice", "-v", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base = re.search(r"on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
+        assert base
+        with urllib.request.urlopen(base.group(1) + "/healthz", timeout=10) as response:
+            assert json.load(response)["mic"] is True
+        time.sleep(1.0)  # the input stream opens just after the ready line
+        subprocess.run(["paplay", "--device=mic", str(BUNDLED_QUESTION)], env=env, check=True, timeout=30)
+        saved = data / "conversations" / "mic.json"
+        deadline = time.monotonic() + 60
+        while not saved.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        history = json.loads(saved.read_text())["history"]
+        assert "capital" in history[0][0].lower()
+        assert history[0][1]
+        time.sleep(3)  # the reply plays out through the speaker
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=10)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors
+    spoken, _ = soundfile.read(str(heard), dtype="float32")
+    assert float(np.abs(spoken).max()) > 0.05  # the reply reached the speaker
