@@ -17,7 +17,15 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from edgevoice.audio.pcm import SAMPLE_RATE, Pcm16, Samples, from_pcm16, read_audio, resample, to_pcm16, write_wav
+from edgevoice.audio.pcm import (
+    SAMPLE_RATE,
+    Pcm16,
+    Samples,
+    StreamResampler,
+    read_audio,
+    to_pcm16,
+    write_wav,
+)
 from edgevoice.errors import AudioError
 
 _log = logging.getLogger(__name__)
@@ -25,6 +33,8 @@ FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 """Outgoing audio frames: 20 ms at 16 kHz, 16-bit mono."""
 MIC_QUEUE_FRAMES = 50
+WAV_MAX_SECONDS = 3600.0
+"""--out keeps at most an hour of replies."""
 _REMEMBERED_INTERRUPTS = 64
 T = TypeVar("T")
 
@@ -350,6 +360,7 @@ class SpeakerSink:
         self.buffer: PlaybackBuffer | None = None
         self._stream: Any = None
         self._early_interrupts: list[TurnKey] = []  # before the stream opened
+        self._resamplers: dict[int, StreamResampler] = {}
 
     @property
     def dropped_samples(self) -> int:
@@ -379,7 +390,8 @@ class SpeakerSink:
     def audio(self, turn: TurnKey, sample_rate: int, pcm: bytes) -> None:
         buffer = self.buffer or self._open(sample_rate)
         if sample_rate != buffer.sample_rate:  # another voice: play it at the rate the stream runs at
-            pcm = to_pcm16(resample(from_pcm16(pcm), sample_rate, buffer.sample_rate)).tobytes()
+            converter = self._resamplers.setdefault(sample_rate, StreamResampler(sample_rate, buffer.sample_rate))
+            pcm = converter.feed(pcm)
         buffer.push(turn, pcm)
 
     def interrupt(self, turn: TurnKey) -> None:
@@ -402,22 +414,30 @@ class SpeakerSink:
 
 
 class WavSink:
-    """Reply audio of every turn, in order, written to one WAV file at the end (at the first reply's rate)."""
+    """Reply audio of every turn, in order, written to one WAV file at the end (at the first reply's rate).
 
-    def __init__(self, path: Path) -> None:
+    At most max_seconds are kept: a microphone session left running for days must not fill memory;
+    what comes after is counted as dropped.
+    """
+
+    def __init__(self, path: Path, max_seconds: float = WAV_MAX_SECONDS) -> None:
         self.path = path
         self.sample_rate: int | None = None
         self.late_frames = 0
+        self.max_seconds = max_seconds
         self._chunks: list[Pcm16] = []
+        self._samples = 0
+        self._dropped = 0
         self._interrupted = _InterruptedTurns()
+        self._resamplers: dict[int, StreamResampler] = {}
 
     @property
     def dropped_samples(self) -> int:
-        return 0
+        return self._dropped
 
     @property
     def samples(self) -> int:
-        return sum(len(c) for c in self._chunks)
+        return self._samples
 
     def audio(self, turn: TurnKey, sample_rate: int, pcm: bytes) -> None:
         if turn in self._interrupted:
@@ -425,10 +445,15 @@ class WavSink:
             return
         if self.sample_rate is None:
             self.sample_rate = sample_rate
-        chunk = np.frombuffer(pcm, dtype="<i2")
         if sample_rate != self.sample_rate:
-            chunk = to_pcm16(resample(from_pcm16(chunk), sample_rate, self.sample_rate))
+            converter = self._resamplers.setdefault(sample_rate, StreamResampler(sample_rate, self.sample_rate))
+            pcm = converter.feed(pcm)
+        chunk = np.frombuffer(pcm, dtype="<i2")
+        if self._samples + len(chunk) > self.max_seconds * self.sample_rate:
+            self._dropped += len(chunk)
+            return
         self._chunks.append(chunk)
+        self._samples += len(chunk)
 
     def interrupt(self, turn: TurnKey) -> None:
         self._interrupted.add(turn)

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 
 from edgevoice import __version__, protocol
 from edgevoice.audio.pcm import SAMPLE_RATE, StreamResampler
-from edgevoice.conversations import ConversationStore
+from edgevoice.conversations import RESERVED_CONVERSATIONS, ConversationStore
 from edgevoice.engines.loaded import Engines
 from edgevoice.events import Event, ReplyAudio, TurnDone
 from edgevoice.protocol import Bye, Hello, Interrupt, ProtocolError
@@ -39,15 +39,15 @@ class ClientStats:
     frames_received: int = 0
     frames_lost: int = 0
     bad_frames: int = 0
-    audio_dropped_ms: float = 0.0
     turns: int = 0
 
 
 class SocketListener:
     """The session's listener for one socket: queues what to send, estimates what the client still plays."""
 
-    def __init__(self, on_turn_done: Callable[[TurnDone], None]) -> None:
-        self._outbox: collections.deque[str | bytes] = collections.deque()
+    def __init__(self, on_turn_done: Callable[[TurnDone], None], on_overflow: Callable[[], None]) -> None:
+        self._outbox: collections.deque[str | tuple[bytes, float]] = collections.deque()
+        """JSON text, or an audio frame with its length in seconds."""
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -55,53 +55,51 @@ class SocketListener:
         self._events = 0
         self._play_until = 0.0
         self._on_turn_done = on_turn_done
+        self._on_overflow = on_overflow
         self.dropped_audio_s = 0.0
         self.overflowed = False
 
     def emit(self, event: Event) -> None:
         if isinstance(event, ReplyAudio):
             seconds = len(event.pcm) / 2 / event.sample_rate
-            now = time.monotonic()
-            self._play_until = max(self._play_until, now) + seconds
-            self._outbox.append(protocol.encode_server_audio(event))
+            self._play_until = max(self._play_until, time.monotonic()) + seconds
+            self._queue((protocol.encode_server_audio(event), seconds))
             self._audio_seconds += seconds
             self._trim_audio()
-            self._drained.clear()
         else:
             self.send(protocol.event_to_json(event))
             if isinstance(event, TurnDone):
                 self._on_turn_done(event)
-        self._wake.set()
 
     def send(self, message: dict[str, Any]) -> None:
-        if self._events >= OUTBOX_MAX_EVENTS:
-            self.overflowed = True
+        if self.overflowed or self._events >= OUTBOX_MAX_EVENTS:  # the connection is being closed
+            if not self.overflowed:
+                self.overflowed = True
+                self._on_overflow()
             return
         self._events += 1
-        self._outbox.append(protocol.dumps(message))
+        self._queue(protocol.dumps(message))
+
+    def _queue(self, item: str | tuple[bytes, float]) -> None:
+        self._outbox.append(item)
         self._drained.clear()
         self._wake.set()
 
     def _trim_audio(self) -> None:
+        """Over the bound, the oldest queued audio goes first: the client hears less, never late."""
         while self._audio_seconds > OUTBOX_AUDIO_SECONDS:
             for index, item in enumerate(self._outbox):
-                if isinstance(item, bytes):
+                if isinstance(item, tuple):
                     del self._outbox[index]
-                    seconds = self._seconds(item)
-                    self._audio_seconds -= seconds
-                    self._play_until -= seconds
-                    self.dropped_audio_s += seconds
+                    self._audio_seconds -= item[1]
+                    self._play_until -= item[1]
+                    self.dropped_audio_s += item[1]
                     break
             else:
                 self._audio_seconds = 0.0
 
-    @staticmethod
-    def _seconds(frame: bytes) -> float:
-        audio = protocol.parse_server_audio(frame)
-        return len(audio.pcm) / 2 / max(1, audio.sample_rate)
-
     def drop_audio(self) -> None:
-        kept = [item for item in self._outbox if not isinstance(item, bytes)]
+        kept = [item for item in self._outbox if isinstance(item, str)]
         self._outbox.clear()
         self._outbox.extend(kept)
         if not kept:
@@ -122,21 +120,19 @@ class SocketListener:
     async def drain_into(self, ws: web.WebSocketResponse) -> None:
         """Send queued messages until cancelled or the socket closes."""
         while not ws.closed:
-            if self.overflowed:
-                await ws.close(code=protocol.CLOSE_SLOW_CLIENT, message=b"client stopped reading events")
-                return
             if not self._outbox:
                 self._drained.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             item = self._outbox.popleft()
-            if isinstance(item, bytes):
-                self._audio_seconds = max(0.0, self._audio_seconds - self._seconds(item))
-                await ws.send_bytes(item)
-            else:
+            if isinstance(item, str):
                 self._events -= 1
                 await ws.send_str(item)
+            else:
+                frame, seconds = item
+                self._audio_seconds = max(0.0, self._audio_seconds - seconds)
+                await ws.send_bytes(frame)
 
 
 class Connection:
@@ -154,8 +150,10 @@ class Connection:
         self._box_name = box_name
         self._on_conversation = on_conversation
         self.stats = ClientStats()
-        self.listener = SocketListener(self._turn_done)
+        self.listener = SocketListener(self._turn_done, self._overflowed)
         self.session: VoiceSession | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._resampler: StreamResampler | None = None
         self._sample_rate = SAMPLE_RATE
         self._sequence = protocol.SequenceCounter()
@@ -165,8 +163,19 @@ class Connection:
         if event.transcript and self.session is not None:
             self._store.save(self.stats.conversation, self.session.conversation)
 
+    def _overflowed(self) -> None:
+        """The client stopped reading: the sender may be stuck in a send, so close from outside it."""
+        self._closer = asyncio.get_running_loop().create_task(self._close_slow_client(), name="ws-close-slow")
+
+    async def _close_slow_client(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.close(protocol.CLOSE_SLOW_CLIENT, "client stopped reading events")
+
     async def run(self) -> None:
-        sender = asyncio.create_task(self.listener.drain_into(self.ws), name="ws-sender")
+        sender = self._sender = asyncio.create_task(self.listener.drain_into(self.ws), name="ws-sender")
         try:
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:
@@ -181,8 +190,8 @@ class Connection:
             if self.session is not None:
                 await self.session.close()
             await self._flush(sender)
-            self.stats.frames_lost = self._sequence.lost
-            self.stats.audio_dropped_ms = round(self.listener.dropped_audio_s * 1000.0, 1)
+            if self._closer is not None:
+                await asyncio.gather(self._closer, return_exceptions=True)
 
     async def _flush(self, sender: asyncio.Task[None]) -> None:
         """Give queued messages (a final error, bye) a moment to go out before the socket closes."""
@@ -222,6 +231,15 @@ class Connection:
         if self.session is not None:
             await self._fail(ProtocolError("bad_message", "hello was already received on this connection"))
             return
+        if hello.conversation in RESERVED_CONVERSATIONS:
+            await self._fail(
+                ProtocolError(
+                    "bad_conversation",
+                    f"conversation {hello.conversation!r} belongs to the box itself",
+                    close_code=protocol.CLOSE_PROTOCOL_ERROR,
+                )
+            )
+            return
         opened = self._store.open(hello.conversation)
         self.stats.name = hello.client or "unnamed"
         self.stats.conversation = opened.id
@@ -255,5 +273,6 @@ class Connection:
         self.stats.frames_received += 1
         missing = self._sequence.see(seq)
         if missing:
+            self.stats.frames_lost = self._sequence.lost
             self.listener.send(protocol.gap_message(missing, self._sequence))
         self.session.feed(self._resampler.feed(pcm))

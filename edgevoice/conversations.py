@@ -23,6 +23,10 @@ from edgevoice.pipeline import Conversation
 from edgevoice.protocol import valid_conversation_id
 
 _log = logging.getLogger(__name__)
+MIC_CONVERSATION = "mic"
+"""The box's own microphone conversation."""
+RESERVED_CONVERSATIONS = frozenset({MIC_CONVERSATION})
+"""Ids a network client may not open."""
 
 
 @dataclass
@@ -33,34 +37,50 @@ class Opened:
 
 
 class ConversationStore:
+    """Every conversation with a saved turn, most recently used last; at most max_conversations of them.
+
+    Conversations saved by earlier runs are known by their files and read only when resumed.
+    """
+
     def __init__(self, directory: Path, system_prompt: str, history_turns: int, max_conversations: int) -> None:
         self.directory = directory
         self._system_prompt = system_prompt
         self._history_turns = history_turns
         self._max = max_conversations
-        self._live: collections.OrderedDict[str, Conversation] = collections.OrderedDict()
+        self._known: collections.OrderedDict[str, Conversation | None] = collections.OrderedDict()
+        """None: saved on disk, not read yet."""
         self.save_failures = 0
+        try:
+            files = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            files = []
+        for path in files:
+            if valid_conversation_id(path.stem):
+                self._known[path.stem] = None
+        self._evict()
 
     def __len__(self) -> int:
-        return len(self._live)
+        return len(self._known)
 
     def open(self, conversation_id: str | None) -> Opened:
-        """The conversation with this id (from memory, then disk), or a new one (under this id if given)."""
+        """The conversation with this id (from memory, then disk), or a new one (under this id if given).
+
+        A new conversation joins the store with its first saved turn, so connections that never
+        speak do not push saved conversations out.
+        """
         if conversation_id is not None and not valid_conversation_id(conversation_id):
             raise ValueError(f"invalid conversation id {conversation_id!r}")
         if conversation_id is None:
             conversation_id = uuid.uuid4().hex
-        found = self._live.get(conversation_id)
-        resumed = found is not None
+        if conversation_id not in self._known:
+            return Opened(conversation_id, Conversation(self._system_prompt, self._history_turns), False)
+        found = self._known[conversation_id] or self._load(conversation_id)
         if found is None:
-            found = self._load(conversation_id)
-            resumed = found is not None
-        if found is None:
-            found = Conversation(self._system_prompt, self._history_turns)
-        self._live[conversation_id] = found
-        self._live.move_to_end(conversation_id)
-        self._evict()
-        return Opened(conversation_id, found, resumed)
+            del self._known[conversation_id]
+            return Opened(conversation_id, Conversation(self._system_prompt, self._history_turns), False)
+        self._known[conversation_id] = found
+        self._known.move_to_end(conversation_id)
+        return Opened(conversation_id, found, True)
 
     def save(self, conversation_id: str, conversation: Conversation | None = None) -> bool:
         """Write the conversation's history to disk; False (and a log line) when it could not be written.
@@ -68,10 +88,10 @@ class ConversationStore:
         A connection passes the conversation it holds, so one evicted meanwhile is kept again.
         """
         if conversation is not None:
-            self._live[conversation_id] = conversation
-            self._live.move_to_end(conversation_id)
+            self._known[conversation_id] = conversation
+            self._known.move_to_end(conversation_id)
             self._evict()
-        conversation = self._live.get(conversation_id)
+        conversation = self._known.get(conversation_id)
         if conversation is None:
             return False
         record = {
@@ -111,21 +131,12 @@ class ConversationStore:
             _log.warning("ignoring unreadable conversation file %s: %s", path, err)
             return None
         conversation = Conversation(self._system_prompt, self._history_turns)
-        for said, answered in history[-self._history_turns :] if self._history_turns else []:
+        for said, answered in history:
             conversation.remember(said, answered)
         return conversation
 
     def _evict(self) -> None:
-        while len(self._live) > self._max:
-            old_id, _ = self._live.popitem(last=False)
+        while len(self._known) > self._max:
+            old_id, _ = self._known.popitem(last=False)
             with contextlib.suppress(OSError):
                 self._path(old_id).unlink()
-        # Files left by earlier runs count against the same bound.
-        try:
-            files = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        except OSError:
-            return
-        for stale in files[: max(0, len(files) - self._max)]:
-            if stale.stem not in self._live:
-                with contextlib.suppress(OSError):
-                    stale.unlink()

@@ -225,7 +225,8 @@ def _address_rank(address: str) -> tuple[bool, bool, int]:
     return (ip.is_loopback, ip.is_link_local, ip.version)
 
 
-def _adapter_addresses() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int | None]]:
+def interface_addresses() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int | None]]:
+    """Every address of every network interface of this machine, with the interface's index."""
     return [
         (ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0]), adapter.index)
         for adapter in ifaddr.get_adapters()
@@ -236,7 +237,7 @@ def _adapter_addresses() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Add
 def _advertised_addresses(host: str) -> list[str]:
     if host not in _WILDCARDS:
         return [_parse_address(host)]
-    found = [ip for ip, _ in _adapter_addresses() if ip.version == 4 or host == "::"]
+    found = [ip for ip, _ in interface_addresses() if ip.version == 4 or host == "::"]
     # loopback addresses are no use to the rest of the LAN, unless this machine has nothing else
     routable = [ip for ip in found if not ip.is_loopback] or found
     return [str(ip) for ip in sorted(set(routable), key=lambda ip: _address_rank(str(ip)))]
@@ -266,7 +267,7 @@ def _open_zeroconf(host: str) -> AsyncZeroconf:
 def _check_multicast(address: str) -> None:
     """Fail clearly, before zeroconf fails with a traceback or only logs, when `address` cannot multicast."""
     ip = ipaddress.ip_address(address)
-    indexes = [index for local, index in _adapter_addresses() if local == ip]
+    indexes = [index for local, index in interface_addresses() if local == ip]
     if not indexes:
         raise EdgevoiceError(f"no network interface on this machine has the address {address}")
     with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as probe:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -27,7 +28,8 @@ from aiohttp import web
 from edgevoice import __version__, protocol
 from edgevoice.config import Config
 from edgevoice.connection import Connection
-from edgevoice.conversations import ConversationStore
+from edgevoice.conversations import MIC_CONVERSATION, ConversationStore
+from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
 from edgevoice.events import Event, TurnDone
@@ -42,24 +44,34 @@ def box_name(config: Config) -> str:
 
 def _own_hosts(name: str) -> set[str]:
     """Every name and address this box can be reached by: what a page served by the box has as its Origin."""
-    hosts = {"localhost", "127.0.0.1", "::1", name.lower(), f"{name.lower()}.local"}
     hostname = socket.gethostname().lower()
-    hosts |= {hostname, f"{hostname}.local", socket.getfqdn().lower()}
-    with contextlib.suppress(ImportError, OSError):
-        import ifaddr  # noqa: PLC0415  (a zeroconf dependency)
-
-        for adapter in ifaddr.get_adapters():
-            for ip in adapter.ips:
-                hosts.add(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
-    return hosts
+    hosts = {
+        "localhost",
+        name.lower(),
+        f"{name.lower()}.local",
+        hostname,
+        f"{hostname}.local",
+        socket.getfqdn().lower(),
+    }
+    with contextlib.suppress(OSError):
+        hosts |= {str(address) for address, _ in interface_addresses()}
+    return hosts | {"127.0.0.1", "::1"}
 
 
 class OriginPolicy:
-    """Which browser pages may open /ws: the box's own, plus any configured. No Origin: not a browser."""
+    """Which browser pages may open /ws: the box's own, plus any configured. No Origin: not a browser.
 
-    def __init__(self, hosts: set[str], extra: str) -> None:
+    refresh, when given, is asked again (at most every few seconds) for an origin not yet known:
+    a box that started before its network came up learns its LAN address without a restart.
+    """
+
+    REFRESH_S = 5.0
+
+    def __init__(self, hosts: set[str], extra: str, refresh: Callable[[], set[str]] | None = None) -> None:
         self._hosts = {h.lower() for h in hosts}
         self._extra = {o.strip().rstrip("/").lower() for o in extra.split(",") if o.strip()}
+        self._refresh = refresh
+        self._refreshed = time.monotonic()
 
     def allows(self, origin: str | None, port: int) -> bool:
         if origin is None:
@@ -76,7 +88,13 @@ class OriginPolicy:
             return False
         if origin_port is None:
             origin_port = 443 if parts.scheme == "https" else 80
-        return parts.hostname in self._hosts and origin_port == port
+        if origin_port != port:
+            return False
+        stale = time.monotonic() - self._refreshed > self.REFRESH_S
+        if parts.hostname not in self._hosts and self._refresh is not None and stale:
+            self._refreshed = time.monotonic()
+            self._hosts = {h.lower() for h in self._refresh()}
+        return parts.hostname in self._hosts
 
 
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
@@ -99,9 +117,12 @@ class Server:
             config.llm.history_turns,
             config.server.max_conversations,
         )
-        self._origins = OriginPolicy(_own_hosts(self.name), config.server.allowed_origins)
+        self._origins = OriginPolicy(
+            _own_hosts(self.name), config.server.allowed_origins, refresh=lambda: _own_hosts(self.name)
+        )
         self._connections: set[Connection] = set()
         self._by_conversation: dict[str, Connection] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._advertiser: Any = None
         self._mic: asyncio.Task[None] | None = None
@@ -193,7 +214,7 @@ class Server:
         return context
 
     async def _advertise(self, host: str) -> None:
-        from edgevoice.discovery import Advertiser  # noqa: PLC0415
+        from edgevoice.discovery import Advertiser  # noqa: PLC0415  zeroconf starts only when advertising
 
         advertiser = Advertiser(
             name=self.name, host=host, port=self.port, protocol=protocol.PROTOCOL_VERSION, secure=self.secure
@@ -208,7 +229,7 @@ class Server:
     async def _run_mic(self) -> None:
         from edgevoice.audio import devices  # noqa: PLC0415
 
-        opened = self._store.open("mic")
+        opened = self._store.open(MIC_CONVERSATION)
 
         def on_event(event: Event) -> None:
             if isinstance(event, TurnDone) and event.transcript:
@@ -242,6 +263,7 @@ class Server:
                 "box": self.name,
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "clients": len(self._connections),
+                "connections": [dataclasses.asdict(c.stats) for c in self._connections],
                 "conversations": len(self._store),
                 "mic": self._mic is not None and not self._mic.done(),
             }
@@ -280,13 +302,18 @@ class Server:
         previous = self._by_conversation.get(conversation)
         self._by_conversation[conversation] = connection
         if previous is not None and previous is not connection:
-            asyncio.get_running_loop().create_task(
+            task = asyncio.get_running_loop().create_task(
                 previous.close(protocol.CLOSE_TAKEN_OVER, "conversation resumed by another connection")
             )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _close_connections(self, _app: web.Application) -> None:
-        for connection in list(self._connections):
-            await connection.close(protocol.CLOSE_GOING_AWAY, "edgevoice is shutting down")
+        """All at once, and bounded: a client that does not answer the close must not hold up the stop."""
+        closing = [c.close(protocol.CLOSE_GOING_AWAY, "edgevoice is shutting down") for c in list(self._connections)]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(*closing, return_exceptions=True)
 
 
 async def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
@@ -296,8 +323,8 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await server.start(host, port)
     try:
+        await server.start(host, port)
         print(f"edgevoice: serving {server.name} on {server.http_url} (voice client at /talk)", flush=True)
         await stop.wait()
     finally:

@@ -106,7 +106,7 @@ def test_host_name_is_not_an_interface() -> None:
 
 def test_wildcard_advertises_routable_addresses_first(monkeypatch: pytest.MonkeyPatch) -> None:
     local = ["127.0.0.1", "::1", "fe80::1", "192.168.1.5", "fd00::5"]
-    monkeypatch.setattr(discovery, "_adapter_addresses", lambda: [(ipaddress.ip_address(ip), 1) for ip in local])
+    monkeypatch.setattr(discovery, "interface_addresses", lambda: [(ipaddress.ip_address(ip), 1) for ip in local])
     assert discovery._advertised_addresses("0.0.0.0") == ["192.168.1.5"]
     assert discovery._advertised_addresses("::") == ["192.168.1.5", "fd00::5", "fe80::1"]
     assert discovery._advertised_addresses("127.0.0.1") == ["127.0.0.1"]
@@ -251,7 +251,7 @@ async def test_two_boxes_with_one_name_are_both_found() -> None:
 
 async def test_an_address_this_machine_lacks_is_a_clear_error() -> None:
     missing = "10.255.255.254"
-    assert all(ip != ipaddress.ip_address(missing) for ip, _ in discovery._adapter_addresses())
+    assert all(ip != ipaddress.ip_address(missing) for ip, _ in discovery.interface_addresses())
     with pytest.raises(EdgevoiceError, match=r"no network interface on this machine has the address 10\.255\.255\.254"):
         async with advertising(host=missing):
             pass

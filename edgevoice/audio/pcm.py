@@ -98,4 +98,4 @@ class StreamResampler:
         if self._stream is None:
             return pcm
         out = self._stream.resample_chunk(from_pcm16(pcm))
-        return to_pcm16(np.asarray(out, dtype=np.float32)).astype("<i2").tobytes()
+        return to_pcm16(np.asarray(out, dtype=np.float32)).tobytes()

@@ -35,6 +35,12 @@ async def test_healthz_and_pages(server: Server) -> None:
         assert health["status"] == "ok"
         assert health["protocol"] == protocol.PROTOCOL_VERSION
         assert health["clients"] == 0
+        async with http.ws_connect(server.ws_url) as ws:
+            await hello(ws)
+            async with http.get(server.http_url + "/healthz") as response:
+                (connection,) = (await response.json())["connections"]
+            assert connection["name"] == "test"
+            assert connection["frames_received"] == 0
         async with http.get(server.http_url + "/") as response:
             assert response.status == 200
             assert response.content_type == "text/html"
@@ -128,6 +134,7 @@ async def test_bad_messages_get_errors_and_the_connection_goes_on(server: Server
         ('{"type": "hello", "protocol": 2, "sample_rate": 16000}', "unsupported_protocol", 1002),
         ('{"type": "hello", "protocol": 1, "sample_rate": 96000}', "bad_sample_rate", 1003),
         ('{"type": "hello", "protocol": 1, "sample_rate": 16000, "conversation": "../etc"}', "bad_conversation", 1002),
+        ('{"type": "hello", "protocol": 1, "sample_rate": 16000, "conversation": "mic"}', "bad_conversation", 1002),
     ],
 )
 async def test_fatal_errors_close_with_a_code(server: Server, first: bytes | str, code: str, close_code: int) -> None:

@@ -65,8 +65,14 @@ def done() -> list[TurnDone]:
 
 
 @pytest.fixture
-async def listener(done: list[TurnDone]) -> SocketListener:
-    return SocketListener(done.append)
+def overflows() -> list[None]:
+    """One entry per call of the listener's on_overflow."""
+    return []
+
+
+@pytest.fixture
+async def listener(done: list[TurnDone], overflows: list[None]) -> SocketListener:
+    return SocketListener(done.append, lambda: overflows.append(None))
 
 
 @pytest.fixture
@@ -190,18 +196,43 @@ async def test_audio_that_was_sent_does_not_count_against_the_bound(
     assert len(socket.audio()) == int(OUTBOX_AUDIO_SECONDS) * 2
 
 
-async def test_events_beyond_the_bound_overflow_and_close_4002(listener: SocketListener, socket: FakeSocket) -> None:
+async def test_events_beyond_the_bound_overflow_once_and_are_not_queued(
+    listener: SocketListener, socket: FakeSocket, overflows: list[None], done: list[TurnDone]
+) -> None:
     for n in range(OUTBOX_MAX_EVENTS):
         listener.send({"type": "reply_text", "turn": 1, "delta": str(n)})
     assert not listener.overflowed
+    assert overflows == []
     listener.emit(Transcript(1, "one too many"))
     assert listener.overflowed
+    assert len(overflows) == 1
 
-    async with draining(listener, socket) as sender:
-        async with asyncio.timeout(TIMEOUT_S):
-            await sender
-    assert socket.closed
-    assert socket.close_code == protocol.CLOSE_SLOW_CLIENT == 4002
+    listener.send({"type": "bye"})
+    listener.emit(turn_done())
+    assert len(overflows) == 1, "on_overflow is called exactly once"
+    assert listener.overflowed
+    assert len(done) == 1, "a finished turn is still reported to the connection"
+
+    await drain(listener, socket)
+    assert len(socket.sent) == OUTBOX_MAX_EVENTS
+    assert [m["delta"] for m in socket.texts()] == [str(n) for n in range(OUTBOX_MAX_EVENTS)]
+    assert not socket.closed, "closing the slow client is the connection's job, from outside the sender"
+    assert socket.close_code is None
+    assert len(overflows) == 1
+
+
+async def test_audio_still_goes_out_after_events_overflowed(
+    listener: SocketListener, socket: FakeSocket, overflows: list[None]
+) -> None:
+    for n in range(OUTBOX_MAX_EVENTS + 1):
+        listener.send({"type": "reply_text", "turn": 1, "delta": str(n)})
+    assert len(overflows) == 1
+    frame = audio(1, 0, 0.1)
+    listener.emit(frame)
+    await drain(listener, socket)
+    assert socket.audio() == [frame]
+    assert len(socket.texts()) == OUTBOX_MAX_EVENTS
+    assert len(overflows) == 1
 
 
 async def test_events_that_were_sent_free_their_place(listener: SocketListener, socket: FakeSocket) -> None:
@@ -211,6 +242,8 @@ async def test_events_that_were_sent_free_their_place(listener: SocketListener, 
     assert len(socket.sent) == OUTBOX_MAX_EVENTS
     listener.send({"type": "bye"})
     assert not listener.overflowed
+    await drain(listener, socket)
+    assert socket.texts()[-1] == {"type": "bye"}
 
 
 async def test_turn_done_is_sent_and_reported(
