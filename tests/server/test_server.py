@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -307,3 +310,57 @@ async def test_busy_engine_is_reported(server: Server, question: Samples) -> Non
         release.set()
         await asyncio.wait_for(asyncio.gather(*held), 30)
     await _still_serving(server)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate made as the README says, for localhost."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    names = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            names,
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+async def test_tls_serves_https_and_wss(
+    server_config: Config, engines: Engines, self_signed: tuple[Path, Path]
+) -> None:
+    """The daemon serves HTTPS and WSS with a self-signed certificate."""
+    cert, key = self_signed
+    settings = dataclasses.replace(server_config.server, tls_cert=cert, tls_key=key)
+    server = Server(dataclasses.replace(server_config, server=settings), engines)
+    await server.start("127.0.0.1", 0)
+    try:
+        assert server.http_url.startswith("https://")
+        assert server.ws_url.startswith("wss://")
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.http_url + "/healthz", ssl=trust) as response:
+                assert (await response.json())["status"] == "ok"
+            async with http.ws_connect(server.ws_url, ssl=trust, origin=f"https://localhost:{server.port}") as ws:
+                await hello(ws)
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await http.get(server.http_url + "/healthz")  # not trusted without the certificate
+    finally:
+        await server.stop()
