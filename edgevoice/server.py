@@ -33,6 +33,7 @@ from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
 from edgevoice.events import Event, TurnDone
+from edgevoice.systemd_notify import Notifier
 
 _log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(os.environ.get("EDGEVOICE_DASHBOARD_DIR") or Path(__file__).resolve().parents[1] / "dashboard")
@@ -317,17 +318,28 @@ class Server:
 
 
 async def serve(config: Config, host: str | None = None, port: int | None = None) -> int:
-    """`edgevoice serve`: run until SIGTERM or SIGINT."""
+    """`edgevoice serve`: run until SIGTERM or SIGINT, telling systemd (when it started us) how it goes."""
     server = Server(config)
+    notifier = Notifier()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    watchdog: asyncio.Task[None] | None = None
     try:
+        notifier.status("loading and warming the models")
         await server.start(host, port)
         print(f"edgevoice: serving {server.name} on {server.http_url} (voice client at /talk)", flush=True)
+        # READY=1 only now: the models answer and the port is open. systemd arms WatchdogSec= from here.
+        notifier.ready(f"serving {server.name} on {server.http_url}")
+        watchdog = notifier.start_watchdog()
         await stop.wait()
+        notifier.stopping("closing connections")
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
         await server.stop()
+        notifier.close()
     print("edgevoice: stopped", flush=True)
     return 0
