@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     client = commands.add_parser("client", help="talk to a box over the LAN (microphone or a WAV file)")
     add_client_arguments(client)
 
+    from edgevoice.bench import add_bench_arguments  # noqa: PLC0415
+
+    bench = commands.add_parser("bench", help="time end of speech to first reply audio over the WebSocket; WER")
+    add_bench_arguments(bench)
+
     discover = commands.add_parser("discover", help="list the edgevoice boxes on the LAN (mDNS)")
     discover.add_argument("--interface", help="browse on this interface address only (e.g. 127.0.0.1)")
     discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
@@ -184,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from edgevoice.client import client_main  # noqa: PLC0415
 
             return client_main(args)
+        elif args.command == "bench":
+            from edgevoice.bench import bench_main  # noqa: PLC0415
+
+            return bench_main(args)
         elif args.command == "discover":
             return _discover(args)
         elif args.models_command == "verify":
