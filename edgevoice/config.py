@@ -106,6 +106,12 @@ class ServerConfig:
     tls_cert: Path | None = None
     """PEM certificate: serve HTTPS and WSS (browsers allow the microphone off localhost only then)."""
     tls_key: Path | None = None
+    store_text: bool = True
+    """Keep each turn's transcript and reply in the turn log (data_dir/edgevoice.db); false keeps timings only."""
+    turns_keep_days: float = 30.0
+    """Turns older than this are pruned from the turn log."""
+    turns_max: int = 100_000
+    """At most this many turns are kept in the turn log; the oldest go first."""
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -152,6 +158,8 @@ class Config:
             (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
             (self.server.max_clients >= 1, "server.max_clients must be at least 1"),
             (self.server.max_conversations >= 1, "server.max_conversations must be at least 1"),
+            (self.server.turns_keep_days > 0, "server.turns_keep_days must be more than 0"),
+            (self.server.turns_max >= 1, "server.turns_max must be at least 1"),
             (
                 (self.server.tls_cert is None) == (self.server.tls_key is None),
                 "server.tls_cert and server.tls_key go together",

@@ -45,7 +45,12 @@ class ClientStats:
 class SocketListener:
     """The session's listener for one socket: queues what to send, estimates what the client still plays."""
 
-    def __init__(self, on_turn_done: Callable[[TurnDone], None], on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_turn_done: Callable[[TurnDone], None],
+        on_overflow: Callable[[], None],
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
         self._outbox: collections.deque[str | tuple[bytes, float]] = collections.deque()
         """JSON text, or an audio frame with its length in seconds."""
         self._wake = asyncio.Event()
@@ -56,6 +61,8 @@ class SocketListener:
         self._play_until = 0.0
         self._on_turn_done = on_turn_done
         self._on_overflow = on_overflow
+        self._on_event = on_event
+        """Told every event but reply audio, before a turn's end reaches on_turn_done."""
         self.dropped_audio_s = 0.0
         self.overflowed = False
 
@@ -68,6 +75,8 @@ class SocketListener:
             self._trim_audio()
         else:
             self.send(protocol.event_to_json(event))
+            if self._on_event is not None:
+                self._on_event(event)
             if isinstance(event, TurnDone):
                 self._on_turn_done(event)
 
@@ -143,14 +152,18 @@ class Connection:
         store: ConversationStore,
         box_name: str,
         on_conversation: Callable[[str, Connection], None],
+        *,
+        observe: Callable[[str, str, Event], None] | None = None,
     ) -> None:
+        """observe(client name, conversation id, event) is told every event but reply audio (the turn log)."""
         self.ws = ws
         self._engines = engines
         self._store = store
         self._box_name = box_name
         self._on_conversation = on_conversation
+        self._observe = observe
         self.stats = ClientStats()
-        self.listener = SocketListener(self._turn_done, self._overflowed)
+        self.listener = SocketListener(self._turn_done, self._overflowed, self._observed)
         self.session: VoiceSession | None = None
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -162,6 +175,10 @@ class Connection:
         self.stats.turns += 1
         if event.transcript and self.session is not None:
             self._store.save(self.stats.conversation, self.session.conversation)
+
+    def _observed(self, event: Event) -> None:
+        if self._observe is not None:
+            self._observe(self.stats.name, self.stats.conversation, event)
 
     def _overflowed(self) -> None:
         """The client stopped reading: the sender may be stuck in a send, so close from outside it."""

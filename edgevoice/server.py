@@ -1,9 +1,11 @@
 """The LAN daemon: one aiohttp application on one port.
 
 /ws is the voice protocol (docs/protocol.md), /talk the browser voice client, / the dashboard,
-/healthz a liveness check. Engines are loaded and warmed before the port opens, shared by every
-client (one inference at a time per engine, a bounded wait queue, `busy` when it is full), and
-closed after the last connection has gone. mDNS advertises the box on the interfaces it listens
+/healthz a liveness check, /api/* and /metrics status for the dashboard and Prometheus
+(edgevoice.status_api); every finished turn goes to the turn log (edgevoice.metrics). Engines
+are loaded and warmed before the port opens, shared by every client (one inference at a time
+per engine, a bounded wait queue, `busy` when it is full), and closed after the last connection
+has gone. mDNS advertises the box on the interfaces it listens
 on and withdraws it on shutdown.
 """
 
@@ -33,9 +35,13 @@ from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
 from edgevoice.events import Event, TurnDone
+from edgevoice.metrics import LatencyLog, TurnRecord
+from edgevoice.status_api import EventFeed, StatusApi, feed_message
 from edgevoice.systemd_notify import Notifier
 
 _log = logging.getLogger(__name__)
+MIC_CLIENT = "mic"
+"""The client name the box's own microphone conversation is logged under."""
 DASHBOARD_DIR = Path(os.environ.get("EDGEVOICE_DASHBOARD_DIR") or Path(__file__).resolve().parents[1] / "dashboard")
 
 
@@ -121,6 +127,12 @@ class Server:
         self._origins = OriginPolicy(
             _own_hosts(self.name), config.server.allowed_origins, refresh=lambda: _own_hosts(self.name)
         )
+        self.turn_log = LatencyLog(
+            config.data_dir / "edgevoice.db",
+            keep_days=config.server.turns_keep_days,
+            max_turns=config.server.turns_max,
+        )
+        self._feed = EventFeed()
         self._connections: set[Connection] = set()
         self._by_conversation: dict[str, Connection] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -153,12 +165,21 @@ class Server:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_get(protocol.WS_PATH, self._websocket)
         app.router.add_get("/healthz", self._healthz)
+        StatusApi(
+            config=self.config,
+            log=self.turn_log,
+            feed=self._feed,
+            engines=lambda: self._engines,
+            connections=self._connection_stats,
+            started=lambda: self._started,
+        ).add_routes(app)
         app.router.add_get("/talk", self._page("talk.html"))
         app.router.add_get("/", self._page("index.html"))
         if DASHBOARD_DIR.is_dir():
             app.router.add_static("/static", DASHBOARD_DIR, follow_symlinks=False)
         app.on_response_prepare.append(_revalidate_static)
         app.on_shutdown.append(self._close_connections)
+        app.on_shutdown.append(self._close_feed)
         return app
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
@@ -169,6 +190,8 @@ class Server:
         tls = self._tls_context()
         if self._engines is None:
             self._engines = await asyncio.to_thread(Engines.load, self.config)
+        self._feed = EventFeed()  # a new one per start: stop() closes it
+        self.turn_log.start()
         self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host or None, port, ssl_context=tls)
@@ -199,6 +222,7 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await asyncio.to_thread(self.turn_log.close)
         if self._owns_engines and self._engines is not None:
             self._engines.close()
             self._engines = None
@@ -236,6 +260,7 @@ class Server:
             if isinstance(event, TurnDone) and event.transcript:
                 _log.info("mic turn %d: %r -> %r", event.turn, event.transcript, event.reply)
                 self._store.save(opened.id, opened.conversation)
+            self._observe(MIC_CLIENT, opened.id, event)
             if self.on_event is not None:
                 self.on_event(event)
 
@@ -264,7 +289,7 @@ class Server:
                 "box": self.name,
                 "uptime_s": round(time.monotonic() - self._started, 1),
                 "clients": len(self._connections),
-                "connections": [dataclasses.asdict(c.stats) for c in self._connections],
+                "connections": self._connection_stats(),
                 "conversations": len(self._store),
                 "mic": self._mic is not None and not self._mic.done(),
             }
@@ -284,7 +309,7 @@ class Server:
         if len(self._connections) >= self.config.server.max_clients:
             await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"too many clients; try again later")
             return ws
-        connection = Connection(ws, self.engines, self._store, self.name, self._claim)
+        connection = Connection(ws, self.engines, self._store, self.name, self._claim, observe=self._observe)
         self._connections.add(connection)
         try:
             await connection.run()
@@ -297,6 +322,21 @@ class Server:
             if self._by_conversation.get(conversation) is connection:
                 del self._by_conversation[conversation]
         return ws
+
+    def _connection_stats(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c.stats) for c in self._connections]
+
+    def _observe(self, client: str, conversation: str, event: Event) -> None:
+        """A session event from a socket client or the mic: finished turns to the turn log, some to the feed."""
+        store_text = self.config.server.store_text
+        if isinstance(event, TurnDone):
+            self.turn_log.record(TurnRecord.of(event, conversation, client, store_text))
+        message = feed_message(event, conversation, client, store_text)
+        if message is not None:
+            self._feed.publish(message)
+
+    async def _close_feed(self, _app: web.Application) -> None:
+        self._feed.close()
 
     def _claim(self, conversation: str, connection: Connection) -> None:
         """A conversation is held by one connection: the newest (a client that reconnected) wins."""
