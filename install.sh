@@ -5,17 +5,46 @@
 #
 #   ./install.sh          what the daemon needs
 #   ./install.sh --dev    also what the test suite needs
+#   ./install.sh --system       (root) the daemon for this box: /opt/edgevoice, its own venv, the models,
+#                               /etc/edgevoice/edgevoice.toml if missing, edgevoice.service enabled and started
+#   ./install.sh --uninstall [--purge]   (root) remove that; --purge also the config and the state
+# Tests only: --root DIR (or $EDGEVOICE_INSTALL_ROOT) puts DIR in front of every path and skips
+# apt and systemctl; --no-venv skips the virtualenv and pip. See packaging/system.sh.
 set -euo pipefail
 
 cd "$(dirname "$0")"
 DEV=0
-for arg in "$@"; do
-    case "$arg" in
+MODE=checkout
+SYSTEM_ARGS=()
+ROOT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
         --dev) DEV=1 ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-        *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
+        --system) MODE=install ;;
+        --uninstall) MODE=uninstall ;;
+        --purge|--no-venv) SYSTEM_ARGS+=("$1") ;;
+        --root) [ $# -ge 2 ] || { echo "install.sh: --root needs a folder" >&2; exit 2; }; ROOT=$2; shift ;;
+        --root=*) ROOT=${1#--root=} ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
     esac
+    shift
 done
+if [ "$MODE" = checkout ]; then
+    if [ "${#SYSTEM_ARGS[@]}" -gt 0 ] || [ -n "$ROOT" ]; then
+        echo "install.sh: ${SYSTEM_ARGS[*]:-} ${ROOT:+--root} go with --system or --uninstall" >&2
+        exit 2
+    fi
+else
+    ROOT=${ROOT:-${EDGEVOICE_INSTALL_ROOT:-}}
+    [ "$DEV" = 0 ] || { echo "install.sh: --dev is for the checkout, not with --system or --uninstall" >&2; exit 2; }
+    [ -z "$ROOT" ] || SYSTEM_ARGS+=(--root "$ROOT")
+    if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
+        echo "install.sh: --system and --uninstall write /opt, /etc and systemd: run as root" >&2
+        exit 1
+    fi
+    [ "$MODE" = uninstall ] && exec bash packaging/system.sh uninstall "${SYSTEM_ARGS[@]}"
+fi
 
 # libportaudio2: sounddevice's PortAudio. python3-venv, python3-dev, build-essential, cmake:
 # llama-cpp-python compiles llama.cpp from source.
@@ -33,7 +62,8 @@ missing=()
 for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
+# --root (tests) leaves the machine's packages alone.
+if [ "${#missing[@]}" -gt 0 ] && [ -z "$ROOT" ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "install.sh: installing Debian packages: ${missing[*]}"
         apt-get update -qq
@@ -50,6 +80,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "install.sh: edgevoice needs Python 3.11 or newer ($PYTHON is $("$PYTHON" -V 2>&1))" >&2
     exit 1
 fi
+[ "$MODE" = install ] && PYTHON=$PYTHON exec bash packaging/system.sh install "${SYSTEM_ARGS[@]}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 
 # Reinstall only when what decides the install changed.
