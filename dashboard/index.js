@@ -1,27 +1,88 @@
-// The status page: polls /healthz and shows what the daemon reports.
+// The dashboard: status polled from /healthz and /api/status, the live feed from /api/events,
+// and latency charts from /api/turns, refreshed after each finished turn.
+import { renderLatency, watchLayout } from "./dash-charts.js";
+import { startFeed } from "./dash-feed.js";
+import { basename, bytes, duration, el } from "./dash-format.js";
+
+const STATUS_EVERY_MS = 3000;
+const TURNS_EVERY_MS = 15000;
+const TURNS_LIMIT = 200;
+
 const field = (id, text) => { document.getElementById(id).textContent = text; };
 
-function duration(seconds) {
-  const s = Math.floor(seconds);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
-  return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
+async function getJson(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
 }
 
-async function refresh() {
+function showEngines(engines) {
+  const list = document.getElementById("engines");
+  const names = Object.keys(engines);
+  if (!names.length) { list.replaceChildren(el("li", "not loaded")); return; }
+  list.replaceChildren(...names.map((name) => {
+    const { state, waiting } = engines[name];
+    const item = el("li", null, `engine ${state}`);
+    item.append(el("span", name, "engine-name"), el("span", state, "engine-state"));
+    item.append(el("span", waiting ? `${waiting} waiting` : "no queue", "engine-queue"));
+    return item;
+  }));
+}
+
+function showModels(models) {
+  const rows = [];
+  for (const [kind, model] of Object.entries(models)) {
+    const files = model.error ? [{ path: model.error, bytes: null }] : model.files;
+    files.forEach((file, i) => {
+      const tr = document.createElement("tr");
+      const head = el("th", i === 0 ? kind + (model.default ? " (default)" : "") : "");
+      head.scope = "row";
+      const name = el("td", model.error ? file.path : basename(file.path));
+      if (!model.error) name.title = file.path;
+      tr.append(head, name, el("td", file.bytes === null ? "missing" : bytes(file.bytes), "num"));
+      rows.push(tr);
+    });
+  }
+  document.querySelector("#models tbody").replaceChildren(...rows);
+}
+
+async function refreshStatus() {
   try {
-    const response = await fetch("/healthz", { cache: "no-store" });
-    const status = await response.json();
-    field("box", status.box);
-    field("state", status.status === "ok" ? "running" : status.status);
-    field("version", `${status.version} (protocol ${status.protocol})`);
+    const [health, status] = await Promise.all([getJson("/healthz"), getJson("/api/status")]);
+    field("box", health.box);
+    document.title = `edgevoice ${health.box}`;
+    field("state", health.status === "ok" ? "running" : health.status);
+    field("version", `${status.version} (protocol ${health.protocol})`);
     field("uptime", duration(status.uptime_s));
     field("clients", String(status.clients));
-    field("conversations", String(status.conversations));
-    field("mic", status.mic ? "listening" : "off");
+    field("conversations", String(health.conversations));
+    field("mic", health.mic ? "listening" : "off");
+    field("cpu", `${status.cpu.percent.toFixed(1)} % of one core (${status.cpu.seconds} s in all)`);
+    field("memory", `${bytes(status.memory.rss)} resident, peak ${bytes(status.memory.peak_rss)}`);
+    const turns = status.turns;
+    field("turns-recorded", `${turns.recorded}` + (turns.dropped || turns.failed
+      ? ` (${turns.dropped} dropped, ${turns.failed} failed)` : ""));
+    showEngines(status.engines);
+    showModels(status.models);
   } catch (err) {
-    field("state", `unreachable (${err})`);
+    field("state", `unreachable (${err.message ?? err})`);
   }
 }
 
-refresh();
-setInterval(refresh, 2000);
+let turnsPending = null;
+
+/** One /api/turns request at a time; a refresh asked for meanwhile waits for it. */
+function refreshTurns() {
+  turnsPending ??= getJson(`/api/turns?limit=${TURNS_LIMIT}`)
+    .then((reply) => renderLatency([...reply.turns].reverse())) // the API gives newest first
+    .catch((err) => { field("latency-empty", `Could not read the turns: ${err.message ?? err}`); })
+    .finally(() => { turnsPending = null; });
+  return turnsPending;
+}
+
+watchLayout();
+startFeed(() => { refreshTurns(); refreshStatus(); });
+refreshStatus();
+refreshTurns();
+setInterval(refreshStatus, STATUS_EVERY_MS);
+setInterval(refreshTurns, TURNS_EVERY_MS);
