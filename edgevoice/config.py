@@ -36,6 +36,10 @@ class VadConfig:
     """Voiced audio needed before a turn starts; shorter sounds (coughs, clicks) are ignored."""
     hangover_ms: int = 500
     """Silence after speech that ends the turn."""
+    speculate_ms: int = 100
+    """Silence after which the turn's work starts, unheard, while the rest of the hangover runs; it is
+    dropped if the speaker goes on. 0, or a value not below hangover_ms, turns it off. edgevoice bench:
+    first reply audio p50 774 ms after the true end of speech at 200, 678 ms at 100 (same WER)."""
     max_utterance_ms: int = 30_000
     """A longer monologue is cut into turns of at most this length."""
 
@@ -141,6 +145,10 @@ class Config:
             (self.vad.pre_roll_ms >= 0, "vad.pre_roll_ms must not be negative"),
             (self.vad.min_speech_ms >= self.vad.frame_ms, "vad.min_speech_ms must be at least one frame"),
             (self.vad.hangover_ms >= self.vad.frame_ms, "vad.hangover_ms must be at least one frame"),
+            (
+                self.vad.speculate_ms == 0 or self.vad.speculate_ms >= self.vad.frame_ms,
+                "vad.speculate_ms must be 0 (off) or at least one frame",
+            ),
             (self.vad.max_utterance_ms >= 1000, "vad.max_utterance_ms must be at least 1000"),
             (self.stt.threads >= 1 and self.llm.threads >= 1 and self.tts.threads >= 1, "threads must be at least 1"),
             (self.stt.audio_ctx_margin >= 1.0, "stt.audio_ctx_margin must be at least 1.0"),

@@ -17,6 +17,8 @@ class TurnTimings:
     """When the first chunk of reply audio was handed to the listener."""
     last_audio: float | None = None
     interrupted: float | None = None
+    speculated: float | None = None
+    """When the turn's work started early, on the pause before the end was decided (negative in as_ms)."""
 
     def as_ms(self) -> dict[str, float | None]:
         """Each stage in milliseconds after speech_end."""
@@ -27,6 +29,7 @@ class TurnTimings:
             "first_audio": self.first_audio,
             "last_audio": self.last_audio,
             "interrupted": self.interrupted,
+            "speculated": self.speculated,
         }
         return {
             name: None if stamp is None else round((stamp - self.speech_end) * 1000.0, 1)

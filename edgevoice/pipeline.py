@@ -70,7 +70,11 @@ async def run_turn(
     emit: Callable[[Event], None],
     result: TurnResult,
 ) -> None:
-    """Run one turn to its end, filling result and timings as stages complete."""
+    """Run one turn to its end, filling result and timings as stages complete.
+
+    The conversation is read, not changed: the caller remembers the exchange once it knows the
+    turn counted (a turn started early and then dropped must leave no trace).
+    """
     result.transcript = await engines.transcribe(from_pcm16(pcm))
     timings.stt_done = time.monotonic()
     emit(Transcript(turn, result.transcript))
@@ -95,7 +99,6 @@ async def run_turn(
         await speaker
     finally:
         speaker.cancel()
-        conversation.remember(result.transcript, result.reply.strip())
 
 
 async def _speak(

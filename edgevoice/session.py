@@ -5,6 +5,11 @@ turn runs as a task; when it hears new speech while the assistant is still answe
 turn's task is running or its audio is still queued at the listener), the turn is cancelled,
 the listener drops what it has not played, and the new speech becomes the next turn, all
 within the feed() call that recognised it.
+
+A turn starts early, on the endpointer's pause (vad.speculate_ms of silence): transcription,
+reply and speech run while the rest of the hangover passes, with everything they say held
+back. When the turn really ends, the held events go out at once and the turn carries on live;
+when the speaker goes on instead, the early work is cancelled and forgotten, unheard.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import time
 from typing import Protocol
 
-from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechStarted
+from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadEvent
 from edgevoice.engines.loaded import Engines
 from edgevoice.engines.worker import EngineBusy
 from edgevoice.errors import EdgevoiceError
@@ -38,6 +43,40 @@ class Listener(Protocol):
         """Whether reply audio is still queued or playing."""
 
 
+class _Held:
+    """Events of a turn started early: kept until the turn is confirmed, then passed on live."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+        self._events: list[Event] | None = []
+
+    def emit(self, event: Event) -> None:
+        if self._events is None:
+            self._listener.emit(event)
+        else:
+            self._events.append(event)
+
+    def release(self) -> None:
+        held, self._events = self._events or [], None
+        for event in held:
+            self._listener.emit(event)
+
+
+class _EarlyTurn:
+    def __init__(self, end_ms: int, held: _Held, timings: TurnTimings) -> None:
+        self.end_ms = end_ms
+        """End of the last voiced frame it heard: the turn it guessed at, if the end says the same."""
+        self.held = held
+        self.timings = timings
+        self.discarded = False
+        self.task: asyncio.Task[None] | None = None
+
+    def discard(self) -> None:
+        self.discarded = True
+        if self.task is not None:
+            self.task.cancel()
+
+
 class VoiceSession:
     def __init__(self, engines: Engines, listener: Listener, conversation: Conversation | None = None) -> None:
         config = engines.config
@@ -47,6 +86,7 @@ class VoiceSession:
         self._endpointer = Endpointer(config.vad)
         self._turn = 0
         self._task: asyncio.Task[None] | None = None
+        self._early: _EarlyTurn | None = None
 
     @property
     def responding(self) -> bool:
@@ -81,25 +121,66 @@ class VoiceSession:
         self._listener.emit(Interrupted(self._turn, self._endpointer.now_ms))
 
     async def close(self) -> None:
+        if self._early is not None:
+            self._early.discard()
+            if self._early.task is not None:
+                await asyncio.gather(self._early.task, return_exceptions=True)
+            self._early = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _on_vad(self, event: SpeechStarted | SpeechEnded) -> None:
+    def _on_vad(self, event: VadEvent) -> None:
         if isinstance(event, SpeechStarted):
             if self.responding:
                 self.interrupt()
             self._turn += 1
             self._listener.emit(SpeechStartedEvent(self._turn, event.start_ms))
-            return
-        self._listener.emit(SpeechStopped(self._turn, event.start_ms, event.end_ms, event.truncated))
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(self._turn, event, time.monotonic()), name=f"turn-{self._turn}"
+        elif isinstance(event, SpeechPaused):
+            self._start_early(event)
+        elif isinstance(event, SpeechResumed):
+            if self._early is not None:
+                self._early.discard()
+                self._early = None
+        else:
+            self._end_turn(event)
+
+    def _start_early(self, paused: SpeechPaused) -> None:
+        if self._early is not None:
+            self._early.discard()
+        early = self._early = _EarlyTurn(paused.end_ms, _Held(self._listener), TurnTimings(time.monotonic()))
+        early.timings.speculated = early.timings.speech_end
+        early.task = asyncio.get_running_loop().create_task(
+            self._run(self._turn, paused, early.timings, early),
+            name=f"turn-{self._turn}-early",
         )
 
-    async def _run(self, turn: int, utterance: SpeechEnded, decided_at: float) -> None:
-        timings = TurnTimings(speech_end=decided_at)
+    def _end_turn(self, ended: SpeechEnded) -> None:
+        self._listener.emit(SpeechStopped(self._turn, ended.start_ms, ended.end_ms, ended.truncated))
+        early, self._early = self._early, None
+        if early is not None and early.end_ms == ended.end_ms and early.task is not None:
+            # The pause was the end: what the early turn has done so far counts from now.
+            now = time.monotonic()
+            timings = early.timings
+            timings.speech_end = now
+            for stage in ("stt_done", "first_token", "first_audio", "last_audio"):
+                if (getattr(timings, stage) or now) < now:
+                    setattr(timings, stage, now)
+            early.held.release()
+            self._task = early.task
+            return
+        if early is not None:
+            early.discard()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(self._turn, ended, TurnTimings(time.monotonic()), None),
+            name=f"turn-{self._turn}",
+        )
+
+    async def _run(
+        self, turn: int, utterance: SpeechPaused | SpeechEnded, timings: TurnTimings, early: _EarlyTurn | None
+    ) -> None:
+        emit = early.held.emit if early is not None else self._listener.emit
         result = TurnResult()
         interrupted = False
         try:
@@ -109,25 +190,20 @@ class VoiceSession:
                 turn=turn,
                 pcm=utterance.pcm,
                 timings=timings,
-                emit=self._listener.emit,
+                emit=emit,
                 result=result,
             )
         except asyncio.CancelledError:
             interrupted = True
             timings.interrupted = time.monotonic()
         except EngineBusy as err:
-            self._listener.emit(Error(str(err), "busy"))
+            emit(Error(str(err), "busy"))
         except EdgevoiceError as err:
             _log.error("turn %d failed: %s", turn, err)
-            self._listener.emit(Error(str(err), "turn_failed"))
-        self._listener.emit(
-            TurnDone(
-                turn,
-                result.transcript,
-                result.reply.strip(),
-                timings,
-                utterance.start_ms,
-                utterance.end_ms,
-                interrupted,
-            )
-        )
+            emit(Error(str(err), "turn_failed"))
+        if early is not None and early.discarded:
+            return  # the speaker went on: this turn never happened
+        if result.transcript:
+            self.conversation.remember(result.transcript, result.reply.strip())
+        reply = result.reply.strip()
+        emit(TurnDone(turn, result.transcript, reply, timings, utterance.start_ms, utterance.end_ms, interrupted))

@@ -211,7 +211,7 @@ def test_bench_runs_its_own_daemon_and_writes_the_turns(config: Config, tmp_path
     assert len(report["turns"]) == 2
     for turn in report["turns"]:
         ms = turn["ms_after_end_of_speech"]
-        assert ms["first_audio"] > ms["vad_end"] > 0, turn
+        assert ms["first_audio"] >= ms["vad_end"] > 0, turn  # held early work goes out with the end
         assert turn["wer"] < 0.5, turn
     summary = report["summary"]
     assert summary["end_of_speech_to_first_audio_ms"]["p50"] > 0

@@ -10,7 +10,16 @@ import numpy as np
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, to_pcm16
 from edgevoice.engines.loaded import Engines
-from edgevoice.events import Event, Interrupted, ReplyAudio, SpeechStarted, Transcript, TurnDone
+from edgevoice.events import (
+    Event,
+    Interrupted,
+    ReplyAudio,
+    ReplyText,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    TurnDone,
+)
 from edgevoice.session import VoiceSession
 from edgevoice.wer import word_error_rate
 from tests.conftest import with_silence
@@ -109,3 +118,66 @@ async def test_turn_timings_are_ordered(engines: Engines, espeak: Callable[[str]
     order = [stages[k] for k in ("speech_end", "stt_done", "first_token", "first_audio", "last_audio")]
     assert all(v is not None for v in order)
     assert order == sorted(order)  # type: ignore[type-var]
+
+
+def _trimmed(samples: Samples) -> Samples:
+    """The clip without espeak's own leading and trailing silence, so a gap we add is the whole gap."""
+    loud = np.flatnonzero(np.abs(samples) > 0.02)
+    return samples[loud[0] : loud[-1] + 1]
+
+
+async def _paced(session: VoiceSession, listener: PlaybackListener, samples: Samples) -> None:
+    """Feed like a microphone: one frame per frame time, so early work runs during pauses."""
+    frame_ms = listener.frame_ms
+    for frame in _frames(samples, frame_ms):
+        session.feed(frame)
+        listener.frame_played()
+        await asyncio.sleep(frame_ms / 1000)
+    await session.finish()
+
+
+def _index(listener: PlaybackListener, kind: type) -> list[int]:
+    return [i for i, (_, e) in enumerate(listener.log) if isinstance(e, kind)]
+
+
+async def test_a_pause_within_the_hangover_stays_one_turn(engines: Engines, espeak: Callable[[str], Samples]) -> None:
+    """Early work starts on the pause, is dropped when speech goes on, and nothing of it is heard."""
+    config = engines.config.vad
+    assert config.speculate_ms < 320 < config.hangover_ms
+    gap = np.zeros(SAMPLE_RATE * 320 // 1000, dtype=np.float32)
+    clip = np.concatenate([_trimmed(espeak("What is the capital")), gap, _trimmed(espeak("of France?"))])
+    listener = PlaybackListener(config.frame_ms)
+    session = VoiceSession(engines, listener)
+    async with asyncio.timeout(120):
+        await _paced(session, listener, with_silence(clip, 0.4, 1.0))
+    assert len(listener.events(SpeechStarted)) == 1
+    (_, done), *more = listener.events(TurnDone)
+    assert not more
+    assert isinstance(done, TurnDone)
+    assert "capital" in done.transcript.lower()
+    assert len(done.transcript.split()) >= 4  # both halves, not just the words before the pause
+    assert len(listener.events(Transcript)) == 1
+    assert not done.interrupted
+    assert len(session.conversation.history) == 1
+    (stopped,) = _index(listener, SpeechStopped)
+    assert all(i > stopped for kind in (Transcript, ReplyText, ReplyAudio) for i in _index(listener, kind))
+
+
+async def test_an_early_turn_is_heard_only_once_the_turn_ends(
+    engines: Engines, espeak: Callable[[str], Samples]
+) -> None:
+    listener = PlaybackListener(engines.config.vad.frame_ms)
+    session = VoiceSession(engines, listener)
+    async with asyncio.timeout(120):
+        await _paced(session, listener, with_silence(espeak("What is the capital of France?"), 0.4, 1.5))
+    (stopped,) = _index(listener, SpeechStopped)
+    (transcript,) = _index(listener, Transcript)
+    assert transcript > stopped
+    (_, done), *_ = listener.events(TurnDone)
+    assert isinstance(done, TurnDone)
+    stages = done.timings.as_ms()
+    # Started on the pause, before the end was decided; the stages done by then count as done at the end.
+    assert stages["speculated"] is not None
+    assert stages["speculated"] < 0
+    assert stages["stt_done"] is not None
+    assert stages["stt_done"] >= 0

@@ -2,6 +2,11 @@
 
 States: SILENCE (keep a pre-roll ring), CANDIDATE (voiced audio seen, not yet long enough to
 be speech), SPEECH (a turn in progress, ended by hangover_ms of silence or max_utterance_ms).
+
+Within SPEECH, speculate_ms of silence gives SpeechPaused: the turn will probably end, and work
+on it can start while the rest of the hangover runs. If no voice comes back, SpeechEnded follows
+with the same start_ms and end_ms (and the same pcm when speculate_ms >= TAIL_MS; a shorter pause
+keeps less trailing silence); voice that does come back first gives SpeechResumed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from edgevoice.audio.pcm import SAMPLE_RATE
 from edgevoice.config import VadConfig
 
 _BYTES_PER_SAMPLE = 2
+TAIL_MS = 200
+"""Trailing silence kept on an utterance. A pause of at least this long has the same audio as the end."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,23 @@ class SpeechEnded:
     """True when max_utterance_ms cut the turn rather than silence."""
 
 
-VadEvent = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class SpeechPaused:
+    start_ms: int
+    end_ms: int
+    """Stream time at the end of the last voiced frame."""
+    decided_ms: int
+    pcm: bytes
+    """The utterance so far, with up to TAIL_MS of the pause."""
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    at_ms: int
+    """Stream time of the voiced frame that ended the pause."""
+
+
+VadEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
 
 
 class _State(enum.Enum):
@@ -74,6 +97,7 @@ class Endpointer:
         self._voiced_frames = 0
         self._last_voiced_frame = 0
         self._silent_run = 0
+        self._paused = False
 
     @property
     def now_ms(self) -> int:
@@ -90,9 +114,7 @@ class Endpointer:
         while len(self._pending) >= size:
             frame = bytes(self._pending[:size])
             del self._pending[:size]
-            event = self._frame(frame)
-            if event is not None:
-                events.append(event)
+            events.extend(self._frame(frame))
         return events
 
     def flush(self) -> list[VadEvent]:
@@ -102,7 +124,7 @@ class Endpointer:
         self._reset()
         return []
 
-    def _frame(self, frame: bytes) -> VadEvent | None:
+    def _frame(self, frame: bytes) -> list[VadEvent]:
         cfg = self._config
         voiced = self._is_speech(frame)
         self._frames_fed += 1
@@ -110,7 +132,7 @@ class Endpointer:
         if self._state is _State.SILENCE:
             if not voiced:
                 self._pre_roll.append(frame)
-                return None
+                return []
             self._state = _State.CANDIDATE
             self._utterance = list(self._pre_roll)
             self._pre_roll.clear()
@@ -128,29 +150,45 @@ class Endpointer:
         if self._state is _State.CANDIDATE:
             if self._voiced_frames * cfg.frame_ms >= cfg.min_speech_ms:
                 self._state = _State.SPEECH
-                return SpeechStarted(start_ms=self._start_frame * cfg.frame_ms, decided_ms=self.now_ms)
+                return [SpeechStarted(start_ms=self._start_frame * cfg.frame_ms, decided_ms=self.now_ms)]
             if silent_ms >= min(cfg.hangover_ms, cfg.min_speech_ms):
                 # Too little voice before a gap: a click or a cough, not a turn.
                 keep = self._utterance[-self._pre_roll.maxlen :] if self._pre_roll.maxlen else []
                 self._reset()
                 self._pre_roll.extend(keep)
-            return None
+            return []
+        events: list[VadEvent] = []
+        if voiced and self._paused:
+            self._paused = False
+            events.append(SpeechResumed(at_ms=index * cfg.frame_ms))
         if silent_ms >= cfg.hangover_ms:
-            return self._end(truncated=False)
+            return [*events, self._end(truncated=False)]
         if (index - self._start_frame + 1) * cfg.frame_ms >= cfg.max_utterance_ms:
-            return self._end(truncated=True)
-        return None
+            return [*events, self._end(truncated=True)]
+        if 0 < cfg.speculate_ms <= silent_ms < cfg.hangover_ms and not self._paused:
+            self._paused = True
+            events.append(
+                SpeechPaused(
+                    start_ms=self._start_frame * cfg.frame_ms,
+                    end_ms=(self._last_voiced_frame + 1) * cfg.frame_ms,
+                    decided_ms=self.now_ms,
+                    pcm=self._trimmed_pcm(),
+                )
+            )
+        return events
+
+    def _trimmed_pcm(self) -> bytes:
+        """The utterance with at most TAIL_MS of its trailing silence: whisper ends words better with some room."""
+        tail = min(self._silent_run, max(1, TAIL_MS // self._config.frame_ms))
+        return b"".join(self._utterance[: len(self._utterance) - self._silent_run + tail])
 
     def _end(self, truncated: bool) -> SpeechEnded:
         cfg = self._config
-        # Keep a little of the trailing silence: whisper ends words better with some room.
-        tail = min(self._silent_run, max(1, 200 // cfg.frame_ms))
-        frames = self._utterance[: len(self._utterance) - self._silent_run + tail]
         event = SpeechEnded(
             start_ms=self._start_frame * cfg.frame_ms,
             end_ms=(self._last_voiced_frame + 1) * cfg.frame_ms,
             decided_ms=self.now_ms,
-            pcm=b"".join(frames),
+            pcm=self._trimmed_pcm(),
             truncated=truncated,
         )
         self._reset()

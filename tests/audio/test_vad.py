@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 
-from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechStarted, VadEvent
+from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadEvent
 from edgevoice.config import VadConfig
 
 RATE = 16_000
@@ -21,7 +22,9 @@ CONFIG = VadConfig(
     min_speech_ms=200,
     hangover_ms=500,
     max_utterance_ms=30_000,
+    speculate_ms=0,
 )
+"""Without early starts: the tests of pauses below turn them on."""
 PRE_ROLL_FRAMES = 300 // FRAME_MS
 MIN_SPEECH_FRAMES = 200 // FRAME_MS
 HANGOVER_FRAMES = 500 // FRAME_MS
@@ -173,7 +176,9 @@ def test_speech_resuming_one_frame_before_hangover_continues_the_turn() -> None:
 
 
 def test_max_utterance_cuts_a_monologue_into_truncated_turns() -> None:
-    config = VadConfig(frame_ms=FRAME_MS, pre_roll_ms=300, min_speech_ms=200, hangover_ms=500, max_utterance_ms=1000)
+    config = VadConfig(
+        frame_ms=FRAME_MS, pre_roll_ms=300, min_speech_ms=200, hangover_ms=500, max_utterance_ms=1000, speculate_ms=0
+    )
     lead, talk = silence(400), speech(2300)
     events = run(lead + talk + silence(1000), config, flush=False)
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded] * 3
@@ -263,7 +268,7 @@ def test_now_ms_counts_whole_frames_fed() -> None:
 
 @pytest.mark.parametrize("frame_ms", [10, 30])
 def test_other_frame_lengths_time_turns_to_their_frame(frame_ms: int) -> None:
-    config = VadConfig(frame_ms=frame_ms, pre_roll_ms=300, min_speech_ms=210, hangover_ms=510)
+    config = VadConfig(frame_ms=frame_ms, pre_roll_ms=300, min_speech_ms=210, hangover_ms=510, speculate_ms=0)
     events = run(silence(600) + speech(900) + silence(1200), config)
     started, ended = events
     assert isinstance(started, SpeechStarted)
@@ -278,9 +283,43 @@ def test_other_frame_lengths_time_turns_to_their_frame(frame_ms: int) -> None:
 
 
 def test_zero_pre_roll_keeps_no_audio_before_speech() -> None:
-    config = VadConfig(frame_ms=FRAME_MS, pre_roll_ms=0, min_speech_ms=200, hangover_ms=500)
+    config = VadConfig(frame_ms=FRAME_MS, pre_roll_ms=0, min_speech_ms=200, hangover_ms=500, speculate_ms=0)
     voiced = speech(400)
     events = run(silence(1000) + voiced + silence(1000), config)
     ended = events[-1]
     assert isinstance(ended, SpeechEnded)
     assert ended.pcm.startswith(voiced)
+
+
+EARLY = dataclasses.replace(CONFIG, speculate_ms=200)
+
+
+def test_a_pause_comes_before_the_end_with_the_same_audio() -> None:
+    events = run(silence(300) + speech(600) + silence(700), EARLY, flush=False)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, SpeechEnded]
+    _, paused, ended = events
+    assert isinstance(paused, SpeechPaused)
+    assert isinstance(ended, SpeechEnded)
+    assert paused.decided_ms == paused.end_ms + EARLY.speculate_ms
+    assert ended.decided_ms == ended.end_ms + EARLY.hangover_ms
+    assert (paused.start_ms, paused.end_ms, paused.pcm) == (ended.start_ms, ended.end_ms, ended.pcm)
+
+
+def test_speech_after_a_pause_resumes_the_same_turn() -> None:
+    pcm = silence(300) + speech(600) + silence(300) + speech(400) + silence(700)
+    events = run(pcm, EARLY, flush=False)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, SpeechResumed, SpeechPaused, SpeechEnded]
+    first_pause, resumed, second_pause, ended = events[1:]
+    assert isinstance(resumed, SpeechResumed)
+    assert resumed.at_ms == 300 + 600 + 300
+    assert isinstance(first_pause, SpeechPaused)
+    assert isinstance(second_pause, SpeechPaused)
+    assert isinstance(ended, SpeechEnded)
+    assert len(first_pause.pcm) < len(ended.pcm)
+    assert second_pause.pcm == ended.pcm
+
+
+def test_early_starts_are_off_at_zero_or_at_the_hangover() -> None:
+    pcm = silence(300) + speech(600) + silence(700)
+    for config in (CONFIG, dataclasses.replace(EARLY, speculate_ms=500)):
+        assert [type(e) for e in run(pcm, config, flush=False)] == [SpeechStarted, SpeechEnded]
