@@ -630,14 +630,17 @@ async def test_barge_in_over_the_socket_cuts_the_reply(
     server: Server, piper_speech: Callable[[str], Samples], tmp_path: Path
 ) -> None:
     source = PacedSource()
-    source.push(with_silence(read_audio(BUNDLED), 0.5, 1.0))
+    # Only a little more silence than the hangover: the next words follow the reply's start closely.
+    source.push(with_silence(read_audio(BUNDLED), 0.5, 0.7))
+    # Made before the client starts: synthesis blocks the loop, and the reply plays meanwhile.
+    over_it = with_silence(piper_speech("How far away is the moon from the earth?"), 0.0, 1.5)
     seen = Seen()
     client = asyncio.create_task(
         run_client(ClientOptions(url=server.ws_url, out=tmp_path / "r.wav"), source=source, observer=seen)
     )
     try:
         await seen.wait("reply_audio_start", timeout_s=120)
-        source.push(with_silence(piper_speech("How far away is the moon from the earth?"), 0.0, 1.5))
+        source.push(over_it)
         source.finish()
         assert await asyncio.wait_for(client, 180) == 0
     finally:

@@ -483,6 +483,7 @@ def test_every_event_has_its_wire_form() -> None:
                     "first_audio": 750.0,
                     "last_audio": None,
                     "interrupted": None,
+                    "speculated": None,
                 },
             },
         ),
