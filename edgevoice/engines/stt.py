@@ -36,7 +36,9 @@ def screen(samples: Samples) -> Samples | None:
     if samples.size < MIN_SPEECH_SECONDS * SAMPLE_RATE:
         return None
     clean = np.nan_to_num(samples.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    clean = np.clip(clean - float(clean.mean()), -1.0, 1.0)
+    # Clip before taking the mean: a float32 sum of huge values overflows to inf - inf = NaN.
+    clean = np.clip(clean, -1.0, 1.0)
+    clean = np.clip(clean - np.float32(clean.mean(dtype=np.float64)), -1.0, 1.0)
     if float(np.abs(clean).max()) < 1e-4:
         return None
     minimum = int(MIN_SECONDS * SAMPLE_RATE)
