@@ -12,6 +12,8 @@ const field = (id, text) => { document.getElementById(id).textContent = text; };
 
 async function getJson(url) {
   const response = await fetch(url, { cache: "no-store" });
+  // 401: the box wants a token and this browser is not paired yet.
+  if (response.status === 401) document.getElementById("pair-hint").hidden = false;
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }

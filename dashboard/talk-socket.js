@@ -14,7 +14,8 @@ const MAX_BUFFERED_BYTES = 64 * 1024; // ~2 s of 16 kHz audio unsent: drop frame
 const BACKOFF_FIRST_S = 1;
 const BACKOFF_MAX_S = 30;
 const CLOSE_TAKEN_OVER = 4001;
-const PERMANENT_ERRORS = new Set(["unsupported_protocol", "bad_sample_rate"]);
+// Retrying cannot fix these: the page says what to do instead (pairing, for unauthorized).
+const PERMANENT_ERRORS = new Set(["unsupported_protocol", "bad_sample_rate", "unauthorized", "rate_limited"]);
 
 /** A fatal error that reconnecting would only repeat. */
 export function isPermanentError(event) {

@@ -50,6 +50,7 @@ const ui = {
   talk: $("talk"),
   forget: $("new-conversation"),
   notice: $("notice"),
+  pairHint: $("pair-hint"),
   liveTranscript: $("live-transcript"),
   liveReply: $("live-reply"),
   timings: $("timings"),
@@ -173,6 +174,7 @@ function onEvent(event) {
       keep(diagnostics.errors, { code: event.code, message: event.message });
       showNotice(`Error: ${event.message}`);
       if (isPermanentError(event)) errorText = event.message; // the connection will not retry
+      if (event.code === "unauthorized") ui.pairHint.hidden = false;
       break;
     case "gap":
       diagnostics.gaps += event.missing;

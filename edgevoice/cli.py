@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--interface", help="browse on this interface address only (e.g. 127.0.0.1)")
     discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
 
+    token = commands.add_parser("token", help="print the pairing token clients and browsers need (server.auth)")
+    token.add_argument(
+        "--rotate", action="store_true", help="replace it: the old token and paired browsers stop working"
+    )
+
     models = commands.add_parser("models", help="list, verify or convert the configured models")
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
     models_commands.add_parser("list", help="where each model file is, its size and checksum (the default)")
@@ -195,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench_main(args)
         elif args.command == "discover":
             return _discover(args)
+        elif args.command == "token":
+            from edgevoice.auth import TOKEN_FILE, TokenStore  # noqa: PLC0415
+
+            store = TokenStore(config.data_dir / TOKEN_FILE)
+            print(store.rotate() if args.rotate else store.load()[0])
         elif args.models_command == "verify":
             return _models_verify(config)
         elif args.models_command == "convert":

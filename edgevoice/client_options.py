@@ -6,7 +6,8 @@ Every option is checked once, before the first connection; a bad one is a Client
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yarl import URL
@@ -51,6 +52,8 @@ class ClientOptions:
     discovery_timeout_s: float = 3.0
     interface: str | None = None
     """Network interface to look for boxes on (mDNS); None: all."""
+    token: str | None = field(default=None, repr=False)
+    """The box's pairing token (`edgevoice token` on the box), sent in hello; None: the box asks for none."""
 
     def check(self) -> None:
         if self.retries < 0:
@@ -92,6 +95,11 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help="this client's name on the box (default: the host name)")
     parser.add_argument("--conversation", help="resume this conversation id")
     parser.add_argument("--interface", help="network interface to look for boxes on")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("EDGEVOICE_TOKEN") or None,
+        help="the box's pairing token (`edgevoice token` on the box; default: $EDGEVOICE_TOKEN)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ClientOptions:
@@ -105,4 +113,5 @@ def options_from_args(args: argparse.Namespace) -> ClientOptions:
         client_name=args.name,
         conversation=args.conversation,
         interface=args.interface,
+        token=args.token,
     )

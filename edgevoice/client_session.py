@@ -212,7 +212,9 @@ class Session:
         ws = link.ws
         tasks: list[asyncio.Task[None]] = []
         try:
-            await ws.send_str(dumps(Hello(SAMPLE_RATE, self.client_name, self.conversation).to_json()))
+            await ws.send_str(
+                dumps(Hello(SAMPLE_RATE, self.client_name, self.conversation, token=self.options.token).to_json())
+            )
             sender = asyncio.create_task(self._send_audio(link))
             tasks = [sender, asyncio.create_task(self._say_bye(link, sender))]
             async with asyncio.timeout(READY_TIMEOUT_S) as ready_timeout:

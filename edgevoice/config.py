@@ -101,6 +101,9 @@ class ServerConfig:
     """Advertise the box over mDNS on the interfaces it listens on."""
     mic: bool = False
     """Also hold a conversation on the box's own microphone and speaker."""
+    auth: str = "auto"
+    """Who may use /ws, /api and /metrics: "token" asks for the pairing token (data_dir/token, `edgevoice
+    token`), "none" lets anyone on the network in, "auto" is token unless the host is loopback."""
     allowed_origins: str = ""
     """Extra browser origins allowed to open /ws, comma separated (the box's own names always are)."""
     max_clients: int = 8
@@ -164,6 +167,7 @@ class Config:
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
             (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
+            (self.server.auth in ("auto", "token", "none"), 'server.auth must be "auto", "token" or "none"'),
             (self.server.max_clients >= 1, "server.max_clients must be at least 1"),
             (self.server.max_conversations >= 1, "server.max_conversations must be at least 1"),
             (self.server.turns_keep_days > 0, "server.turns_keep_days must be more than 0"),

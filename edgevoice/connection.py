@@ -24,12 +24,15 @@ from edgevoice.audio.pcm import SAMPLE_RATE, StreamResampler
 from edgevoice.conversations import RESERVED_CONVERSATIONS, ConversationStore
 from edgevoice.engines.loaded import Engines
 from edgevoice.events import Event, ReplyAudio, TurnDone
+from edgevoice.metrics import Written
 from edgevoice.protocol import Bye, Hello, Interrupt, ProtocolError
 from edgevoice.session import VoiceSession
 
 _log = logging.getLogger(__name__)
 OUTBOX_AUDIO_SECONDS = 30.0
 OUTBOX_MAX_EVENTS = 2000
+AFTER_WRITE_TIMEOUT_S = 2.0
+"""How long a turn_done waits for its row: a stuck disk must not hold the conversation up."""
 
 
 @dataclass
@@ -42,6 +45,14 @@ class ClientStats:
     turns: int = 0
 
 
+@dataclass(frozen=True)
+class _AfterWrite:
+    """A message held until a write it reports on is durable (a turn_done and its row in the turn log)."""
+
+    text: str
+    written: Written
+
+
 class SocketListener:
     """The session's listener for one socket: queues what to send, estimates what the client still plays."""
 
@@ -49,9 +60,9 @@ class SocketListener:
         self,
         on_turn_done: Callable[[TurnDone], None],
         on_overflow: Callable[[], None],
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[Event], Written | None] | None = None,
     ) -> None:
-        self._outbox: collections.deque[str | tuple[bytes, float]] = collections.deque()
+        self._outbox: collections.deque[str | _AfterWrite | tuple[bytes, float]] = collections.deque()
         """JSON text, or an audio frame with its length in seconds."""
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
@@ -74,22 +85,23 @@ class SocketListener:
             self._audio_seconds += seconds
             self._trim_audio()
         else:
-            self.send(protocol.event_to_json(event))
-            if self._on_event is not None:
-                self._on_event(event)
+            written = self._on_event(event) if self._on_event is not None else None
+            self.send(protocol.event_to_json(event), written)
             if isinstance(event, TurnDone):
                 self._on_turn_done(event)
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], written: Written | None = None) -> None:
+        """Queue a message; with `written`, it goes out only once that write is done (or 2 s passed)."""
         if self.overflowed or self._events >= OUTBOX_MAX_EVENTS:  # the connection is being closed
             if not self.overflowed:
                 self.overflowed = True
                 self._on_overflow()
             return
         self._events += 1
-        self._queue(protocol.dumps(message))
+        text = protocol.dumps(message)
+        self._queue(text if written is None else _AfterWrite(text, written))
 
-    def _queue(self, item: str | tuple[bytes, float]) -> None:
+    def _queue(self, item: str | _AfterWrite | tuple[bytes, float]) -> None:
         self._outbox.append(item)
         self._drained.clear()
         self._wake.set()
@@ -108,7 +120,7 @@ class SocketListener:
                 self._audio_seconds = 0.0
 
     def drop_audio(self) -> None:
-        kept = [item for item in self._outbox if isinstance(item, str)]
+        kept = [item for item in self._outbox if not isinstance(item, tuple)]
         self._outbox.clear()
         self._outbox.extend(kept)
         if not kept:
@@ -135,7 +147,12 @@ class SocketListener:
                 await self._wake.wait()
                 continue
             item = self._outbox.popleft()
-            if isinstance(item, str):
+            if isinstance(item, _AfterWrite):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(item.written), AFTER_WRITE_TIMEOUT_S)
+                self._events -= 1
+                await ws.send_str(item.text)
+            elif isinstance(item, str):
                 self._events -= 1
                 await ws.send_str(item)
             else:
@@ -153,15 +170,20 @@ class Connection:
         box_name: str,
         on_conversation: Callable[[str, Connection], None],
         *,
-        observe: Callable[[str, str, Event], None] | None = None,
+        observe: Callable[[str, str, Event], Written | None] | None = None,
+        authorize: Callable[[str | None], ProtocolError | None] | None = None,
     ) -> None:
-        """observe(client name, conversation id, event) is told every event but reply audio (the turn log)."""
+        """observe(client name, conversation id, event) is told every event but reply audio (the turn log).
+
+        authorize, when given, is asked about the hello's token: an error refuses the connection.
+        """
         self.ws = ws
         self._engines = engines
         self._store = store
         self._box_name = box_name
         self._on_conversation = on_conversation
         self._observe = observe
+        self._authorize = authorize
         self.stats = ClientStats()
         self.listener = SocketListener(self._turn_done, self._overflowed, self._observed)
         self.session: VoiceSession | None = None
@@ -176,9 +198,10 @@ class Connection:
         if event.transcript and self.session is not None:
             self._store.save(self.stats.conversation, self.session.conversation)
 
-    def _observed(self, event: Event) -> None:
-        if self._observe is not None:
-            self._observe(self.stats.name, self.stats.conversation, event)
+    def _observed(self, event: Event) -> Written | None:
+        if self._observe is None:
+            return None
+        return self._observe(self.stats.name, self.stats.conversation, event)
 
     def _overflowed(self) -> None:
         """The client stopped reading: the sender may be stuck in a send, so close from outside it."""
@@ -248,6 +271,12 @@ class Connection:
         if self.session is not None:
             await self._fail(ProtocolError("bad_message", "hello was already received on this connection"))
             return
+        if self._authorize is not None:
+            refused = self._authorize(hello.token)
+            if refused is not None:
+                await self._fail(refused)
+                return
+            self._authorize = None
         if hello.conversation in RESERVED_CONVERSATIONS:
             await self._fail(
                 ProtocolError(

@@ -10,6 +10,7 @@ prune_every inserts.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -25,6 +26,8 @@ from typing import Any
 from edgevoice.events import TurnDone
 
 _log = logging.getLogger(__name__)
+Written = concurrent.futures.Future[None]
+"""Done when a recorded turn's row is committed, or given up on."""
 
 STAGES = ("stt_done", "first_token", "first_audio", "last_audio", "interrupted")
 """Stages stored, each in ms after the end of the user's speech (the turn's own `at`)."""
@@ -145,7 +148,7 @@ class LatencyLog:
         self.max_turns = max_turns
         self.prune_every = prune_every
         self.busy_timeout_s = busy_timeout_s
-        self._queue: queue.Queue[TurnRecord | None] = queue.Queue(maxsize=max_queued)
+        self._queue: queue.Queue[tuple[TurnRecord, Written] | None] = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
         self._done = threading.Condition()
         self._submitted = 0
@@ -175,8 +178,13 @@ class LatencyLog:
         self._thread.join(timeout_s)
         self._thread = None
 
-    def record(self, record: TurnRecord) -> None:
-        """Queue a turn for writing; drop it (logged) when the writer is this far behind."""
+    def record(self, record: TurnRecord) -> Written:
+        """Queue a turn for writing; drop it (logged) when the writer is this far behind.
+
+        The future is done once the row is committed (or given up on): a client is told a turn is
+        over only then, so a kill -9 right after cannot lose a turn the client saw end.
+        """
+        written: Written = concurrent.futures.Future()
         self.recorded += 1
         for stage, value in record.stages_ms.items():
             if value is not None:
@@ -184,13 +192,15 @@ class LatencyLog:
                 self.stage_counts[stage] += 1
         with self._done:
             try:
-                self._queue.put_nowait(record)
+                self._queue.put_nowait((record, written))
             except queue.Full:
                 self.dropped += 1
                 if self.dropped % 100 == 1:
                     _log.warning("turn log: %s is not keeping up; %d turns dropped", self.path, self.dropped)
-                return
+                written.set_result(None)
+                return written
             self._submitted += 1
+        return written
 
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Wait until every turn recorded before this call has been written (or failed). Blocking."""
@@ -200,9 +210,10 @@ class LatencyLog:
 
     def _write_loop(self) -> None:
         while True:
-            record = self._queue.get()
-            if record is None:
+            item = self._queue.get()
+            if item is None:
                 break
+            record, written = item
             try:
                 self._write(record)
             except (sqlite3.Error, OSError) as err:
@@ -211,6 +222,7 @@ class LatencyLog:
                     "turn log: turn %d of %s not written to %s: %s", record.turn, record.client, self.path, err
                 )
                 self._close_db()  # reopened for the next turn: the disk may have room again
+            written.set_result(None)
             with self._done:
                 self._handled += 1
                 self._done.notify_all()

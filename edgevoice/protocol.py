@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgevoice.events import (
@@ -71,6 +71,10 @@ CLOSE_TAKEN_OVER = 4001
 """Another connection resumed this conversation."""
 CLOSE_SLOW_CLIENT = 4002
 """The client stopped reading; the server will not queue its events without bound."""
+CLOSE_UNAUTHORIZED = 4003
+"""The box asks for its pairing token and the hello had none, or a wrong one."""
+CLOSE_RATE_LIMITED = 4029
+"""Too many wrong tokens from this address lately; try again in a minute."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class Hello:
     client: str = ""
     conversation: str | None = None
     protocol: int = PROTOCOL_VERSION
+    token: str | None = field(default=None, repr=False)
+    """The box's pairing token, where it asks for one (server.auth); never logged."""
 
     def to_json(self) -> dict[str, Any]:
         message: dict[str, Any] = {
@@ -89,6 +95,8 @@ class Hello:
         }
         if self.conversation is not None:
             message["conversation"] = self.conversation
+        if self.token is not None:
+            message["token"] = self.token
         return message
 
 
@@ -159,7 +167,8 @@ def parse_client_text(text: str) -> ClientMessage:
                 "a conversation id is 1 to 64 letters, digits, '-' or '_'",
                 close_code=CLOSE_PROTOCOL_ERROR,
             )
-        return Hello(rate, client[:64], conversation, version)
+        token = _field(message, "token", str, required=False)
+        return Hello(rate, client[:64], conversation, version, token)
     if kind == "interrupt":
         return Interrupt()
     if kind == "bye":

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from edgevoice import __version__, protocol
+from edgevoice.auth import TOKEN_FILE, TokenStore, auth_required
 from edgevoice.config import Config
 from edgevoice.connection import Connection
 from edgevoice.conversations import MIC_CONVERSATION, ConversationStore
@@ -35,7 +37,8 @@ from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
 from edgevoice.events import Event, TurnDone
-from edgevoice.metrics import LatencyLog, TurnRecord
+from edgevoice.metrics import LatencyLog, TurnRecord, Written
+from edgevoice.pairing import Pairing
 from edgevoice.status_api import EventFeed, StatusApi, feed_message
 from edgevoice.systemd_notify import Notifier
 
@@ -144,6 +147,15 @@ class Server:
         self.host = ""
         self.secure = config.server.tls_cert is not None
         self.on_event: Callable[[Event], None] | None = None
+        self.pairing = Pairing(
+            TokenStore(config.data_dir / TOKEN_FILE),
+            lambda origin: self._origins.allows(origin, self.port),
+            self.secure,
+        )
+
+    @property
+    def tokens(self) -> TokenStore:
+        return self.pairing.tokens
 
     @property
     def engines(self) -> Engines:
@@ -162,7 +174,7 @@ class Server:
         return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}{protocol.WS_PATH}"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self.pairing.middleware])
         app.router.add_get(protocol.WS_PATH, self._websocket)
         app.router.add_get("/healthz", self._healthz)
         StatusApi(
@@ -174,6 +186,8 @@ class Server:
             started=lambda: self._started,
         ).add_routes(app)
         app.router.add_get("/talk", self._page("talk.html"))
+        app.router.add_get("/pair", self._page("pair.html"))
+        app.router.add_post("/api/pair", self.pairing.pair)
         app.router.add_get("/", self._page("index.html"))
         if DASHBOARD_DIR.is_dir():
             app.router.add_static("/static", DASHBOARD_DIR, follow_symlinks=False)
@@ -188,6 +202,9 @@ class Server:
         host = settings.host if host is None else host
         port = settings.port if port is None else port
         tls = self._tls_context()
+        self.pairing.enabled = auth_required(settings.auth, host)
+        if self.pairing.enabled:
+            await asyncio.to_thread(self.tokens.load)
         if self._engines is None:
             self._engines = await asyncio.to_thread(Engines.load, self.config)
         self._feed = EventFeed()  # a new one per start: stop() closes it
@@ -309,7 +326,15 @@ class Server:
         if len(self._connections) >= self.config.server.max_clients:
             await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"too many clients; try again later")
             return ws
-        connection = Connection(ws, self.engines, self._store, self.name, self._claim, observe=self._observe)
+        connection = Connection(
+            ws,
+            self.engines,
+            self._store,
+            self.name,
+            self._claim,
+            observe=self._observe,
+            authorize=self.pairing.authorizer(request),
+        )
         self._connections.add(connection)
         try:
             await connection.run()
@@ -326,14 +351,19 @@ class Server:
     def _connection_stats(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(c.stats) for c in self._connections]
 
-    def _observe(self, client: str, conversation: str, event: Event) -> None:
-        """A session event from a socket client or the mic: finished turns to the turn log, some to the feed."""
+    def _observe(self, client: str, conversation: str, event: Event) -> Written | None:
+        """A session event from a socket client or the mic: finished turns to the turn log, some to the feed.
+
+        For a finished turn, the future of its row's write: the client hears turn_done after it.
+        """
         store_text = self.config.server.store_text
+        written = None
         if isinstance(event, TurnDone):
-            self.turn_log.record(TurnRecord.of(event, conversation, client, store_text))
+            written = self.turn_log.record(TurnRecord.of(event, conversation, client, store_text))
         message = feed_message(event, conversation, client, store_text)
         if message is not None:
             self._feed.publish(message)
+        return written
 
     async def _close_feed(self, _app: web.Application) -> None:
         self._feed.close()
@@ -370,6 +400,8 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
         notifier.status("loading and warming the models")
         await server.start(host, port)
         print(f"edgevoice: serving {server.name} on {server.http_url} (voice client at /talk)", flush=True)
+        if server.pairing.enabled:
+            print(f"edgevoice: pairing token: {server.tokens.current()} (pair a browser at /pair)", file=sys.stderr)
         # READY=1 only now: the models answer and the port is open. systemd arms WatchdogSec= from here.
         notifier.ready(f"serving {server.name} on {server.http_url}")
         watchdog = notifier.start_watchdog()

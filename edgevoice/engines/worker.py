@@ -7,6 +7,7 @@ consumer falls behind, and stops at its next item once the job is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -154,11 +155,29 @@ class EngineWorker:
                 # The job will notice the token and end on its own; nobody waits for it.
                 pending.add_done_callback(_consume_result)
 
-    def close(self) -> None:
-        try:
-            self._jobs.put_nowait(None)
-        except queue.Full:
-            _log.warning("engine %s closed with jobs still waiting", self.name)
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Drop the jobs still waiting, let the running one finish, and wait for the thread to end.
+
+        The engine's native library must not be mid-inference when its model is freed or the
+        interpreter exits: that is a segfault, not an error.
+        """
+        dropped = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                dropped += 1
+                with contextlib.suppress(RuntimeError):  # its event loop is already closed
+                    job.loop.call_soon_threadsafe(job.future.cancel)
+        if dropped:
+            _log.info("engine %s closed: %d waiting jobs dropped", self.name, dropped)
+        self._jobs.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                _log.warning("engine %s still busy %.0f s after close", self.name, timeout_s)
 
 
 def _consume_result(future: asyncio.Future[Any]) -> None:
