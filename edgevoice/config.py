@@ -108,6 +108,15 @@ class ServerConfig:
     """Extra browser origins allowed to open /ws, comma separated (the box's own names always are)."""
     max_clients: int = 8
     """WebSocket clients served at once; one more is refused with close code 1013."""
+    max_clients_per_address: int = 4
+    """WebSocket clients served at once from one address; one more is refused with close code 1013."""
+    max_frames_per_second: int = 100
+    """Messages a client may send per second (20 ms audio frames are 50/s), with 2 s of burst; over it
+    a message is dropped with error rate_limited, and a client that keeps it up is closed with 1008."""
+    hello_timeout_s: float = 10.0
+    """A WebSocket that has not sent hello this long after opening is closed with 1008."""
+    idle_timeout_s: float = 300.0
+    """A client that sends nothing (no audio, no text) this long is closed with 1001."""
     max_conversations: int = 64
     """Conversations remembered for resuming; the least recently used is forgotten first."""
     tls_cert: Path | None = None
@@ -169,6 +178,10 @@ class Config:
             (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
             (self.server.auth in ("auto", "token", "none"), 'server.auth must be "auto", "token" or "none"'),
             (self.server.max_clients >= 1, "server.max_clients must be at least 1"),
+            (self.server.max_clients_per_address >= 1, "server.max_clients_per_address must be at least 1"),
+            (self.server.max_frames_per_second >= 1, "server.max_frames_per_second must be at least 1"),
+            (self.server.hello_timeout_s > 0, "server.hello_timeout_s must be more than 0"),
+            (self.server.idle_timeout_s > 0, "server.idle_timeout_s must be more than 0"),
             (self.server.max_conversations >= 1, "server.max_conversations must be at least 1"),
             (self.server.turns_keep_days > 0, "server.turns_keep_days must be more than 0"),
             (self.server.turns_max >= 1, "server.turns_max must be at least 1"),

@@ -24,6 +24,7 @@ from edgevoice.audio.pcm import SAMPLE_RATE, StreamResampler
 from edgevoice.conversations import RESERVED_CONVERSATIONS, ConversationStore
 from edgevoice.engines.loaded import Engines
 from edgevoice.events import Event, ReplyAudio, TurnDone
+from edgevoice.limits import FrameRate, Verdict
 from edgevoice.metrics import Written
 from edgevoice.protocol import Bye, Hello, Interrupt, ProtocolError
 from edgevoice.session import VoiceSession
@@ -42,7 +43,18 @@ class ClientStats:
     frames_received: int = 0
     frames_lost: int = 0
     bad_frames: int = 0
+    rate_limited: int = 0
+    """Messages dropped for coming faster than max_frames_per_second."""
     turns: int = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may do: messages per second, and how long it may stay silent."""
+
+    frames_per_second: float = 100.0
+    hello_timeout_s: float = 10.0
+    idle_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,7 @@ class Connection:
         *,
         observe: Callable[[str, str, Event], Written | None] | None = None,
         authorize: Callable[[str | None], ProtocolError | None] | None = None,
+        limits: Limits = Limits(),
     ) -> None:
         """observe(client name, conversation id, event) is told every event but reply audio (the turn log).
 
@@ -185,6 +198,8 @@ class Connection:
         self._observe = observe
         self._authorize = authorize
         self.stats = ClientStats()
+        self._limits = limits
+        self._rate = FrameRate(limits.frames_per_second)
         self.listener = SocketListener(self._turn_done, self._overflowed, self._observed)
         self.session: VoiceSession | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -217,21 +232,66 @@ class Connection:
     async def run(self) -> None:
         sender = self._sender = asyncio.create_task(self.listener.drain_into(self.ws), name="ws-sender")
         try:
-            async for message in self.ws:
+            opened = time.monotonic()
+            while not self.ws.closed:
+                try:
+                    # Not receive(timeout=): aiohttp restarts that after each pong, so a client that
+                    # only answers heartbeats would never count as idle.
+                    async with asyncio.timeout(self._wait_s(opened)):
+                        message = await self.ws.receive()
+                except TimeoutError:
+                    await self._time_out()
+                    break
+                if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                if message.type == WSMsgType.ERROR:
+                    _log.info("client %s: %s", self.stats.name or "?", self.ws.exception())
+                    continue
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and await self._over_rate():
+                    continue
                 if message.type == WSMsgType.TEXT:
                     await self._on_text(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await self._on_audio(message.data)
-                elif message.type == WSMsgType.ERROR:
-                    _log.info("client %s: %s", self.stats.name or "?", self.ws.exception())
-                if self.ws.closed:
-                    break
         finally:
             if self.session is not None:
                 await self.session.close()
             await self._flush(sender)
             if self._closer is not None:
                 await asyncio.gather(self._closer, return_exceptions=True)
+
+    def _wait_s(self, opened: float) -> float:
+        """How long the next message may take: until hello's deadline, then the idle limit."""
+        if self.session is None:
+            return max(0.01, opened + self._limits.hello_timeout_s - time.monotonic())
+        return self._limits.idle_timeout_s
+
+    async def _time_out(self) -> None:
+        if self.session is None:
+            await self.close(protocol.CLOSE_POLICY, "no hello")
+        else:
+            _log.info("client %s: silent for %.0f s, closing", self.stats.name, self._limits.idle_timeout_s)
+            await self.close(protocol.CLOSE_GOING_AWAY, "idle")
+
+    async def _over_rate(self) -> bool:
+        """Whether to drop this message: the client sends faster than it may (and if it keeps on, close)."""
+        verdict = self._rate.feed()
+        if verdict is Verdict.ALLOW:
+            return False
+        self.stats.rate_limited += 1
+        if verdict is Verdict.CLOSE:
+            _log.warning("client %s: flooding, closing", self.stats.name or "?")
+            await self._fail(
+                ProtocolError("rate_limited", "too many messages for too long", close_code=protocol.CLOSE_POLICY)
+            )
+        elif self._rate.spell_started:
+            limit = self._limits.frames_per_second
+            self.listener.send(
+                protocol.error_message(
+                    ProtocolError("rate_limited", f"over {limit:g} messages per second: messages are dropped")
+                )
+            )
+        return True
 
     async def _flush(self, sender: asyncio.Task[None]) -> None:
         """Give queued messages (a final error, bye) a moment to go out before the socket closes."""

@@ -21,7 +21,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from aiohttp import web
 from edgevoice import __version__, protocol
 from edgevoice.auth import TOKEN_FILE, TokenStore, auth_required
 from edgevoice.config import Config
-from edgevoice.connection import Connection
+from edgevoice.connection import Connection, Limits
 from edgevoice.conversations import MIC_CONVERSATION, ConversationStore
 from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
@@ -100,11 +100,40 @@ class OriginPolicy:
             origin_port = 443 if parts.scheme == "https" else 80
         if origin_port != port:
             return False
+        return self._known(parts.hostname)
+
+    def allows_host(self, host: str | None) -> bool:
+        """Whether a Host header names this box (or a configured origin's host): DNS rebinding's guard."""
+        if not host:
+            return False
+        try:
+            hostname = urlsplit(f"//{host.strip()}").hostname
+        except ValueError:
+            return False
+        if hostname is None:
+            return False
+        hostname = hostname.rstrip(".")
+        return hostname in self._extra_hosts() or self._known(hostname)
+
+    def _extra_hosts(self) -> set[str]:
+        hosts = set()
+        for origin in self._extra:
+            with contextlib.suppress(ValueError):
+                hostname = urlsplit(origin).hostname
+                if hostname:
+                    hosts.add(hostname)
+        return hosts
+
+    def _known(self, hostname: str) -> bool:
         stale = time.monotonic() - self._refreshed > self.REFRESH_S
-        if parts.hostname not in self._hosts and self._refresh is not None and stale:
+        if hostname not in self._hosts and self._refresh is not None and stale:
             self._refreshed = time.monotonic()
             self._hosts = {h.lower() for h in self._refresh()}
-        return parts.hostname in self._hosts
+        return hostname in self._hosts
+
+
+def _changes_state(request: web.Request) -> bool:
+    return request.method not in ("GET", "HEAD", "OPTIONS") or request.path == protocol.WS_PATH
 
 
 async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
@@ -137,6 +166,7 @@ class Server:
         )
         self._feed = EventFeed()
         self._connections: set[Connection] = set()
+        self._per_address: dict[str, int] = {}
         self._by_conversation: dict[str, Connection] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -174,7 +204,7 @@ class Server:
         return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}{protocol.WS_PATH}"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024, middlewares=[self.pairing.middleware])
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._host_guard, self.pairing.middleware])
         app.router.add_get(protocol.WS_PATH, self._websocket)
         app.router.add_get("/healthz", self._healthz)
         StatusApi(
@@ -297,6 +327,16 @@ class Server:
 
         return page
 
+    @web.middleware
+    async def _host_guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """/ws and every POST must name the box in Host: a page on a rebound name gets 403, not the box."""
+        if _changes_state(request) and not self._origins.allows_host(request.headers.get("Host")):
+            _log.warning("refused %s %s for host %r", request.method, request.path, request.headers.get("Host"))
+            raise web.HTTPForbidden(text="this host name does not belong to this box\n")
+        return await handler(request)
+
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -323,8 +363,14 @@ class Server:
             max_msg_size=protocol.MAX_FRAME_BYTES,
         )
         await ws.prepare(request)
-        if len(self._connections) >= self.config.server.max_clients:
+        settings = self.config.server
+        address = request.remote or ""
+        if len(self._connections) >= settings.max_clients:
             await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"too many clients; try again later")
+            return ws
+        if self._per_address.get(address, 0) >= settings.max_clients_per_address:
+            _log.warning("refused a WebSocket from %s: %d already open", address, self._per_address[address])
+            await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"too many clients from this address")
             return ws
         connection = Connection(
             ws,
@@ -334,8 +380,14 @@ class Server:
             self._claim,
             observe=self._observe,
             authorize=self.pairing.authorizer(request),
+            limits=Limits(
+                frames_per_second=settings.max_frames_per_second,
+                hello_timeout_s=settings.hello_timeout_s,
+                idle_timeout_s=settings.idle_timeout_s,
+            ),
         )
         self._connections.add(connection)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         try:
             await connection.run()
         except Exception:
@@ -343,6 +395,9 @@ class Server:
             await ws.close(code=protocol.CLOSE_INTERNAL, message=b"internal error")
         finally:
             self._connections.discard(connection)
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
             conversation = connection.stats.conversation
             if self._by_conversation.get(conversation) is connection:
                 del self._by_conversation[conversation]

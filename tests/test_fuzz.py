@@ -218,6 +218,7 @@ class _FakeSocket:
         self.texts: list[str] = []
         self.frames: list[bytes] = []
         self.sent_after_close = 0
+        self._receiving: AsyncIterator[_Message] | None = None
 
     def __aiter__(self) -> AsyncIterator[_Message]:
         return self._messages()
@@ -235,6 +236,15 @@ class _FakeSocket:
         # The client hangs up after its last message.
         if not self.closed:
             self.closed, self.close_code = True, 1000
+
+    async def receive(self) -> _Message:
+        """The next scripted message, as aiohttp's receive() gives it; CLOSED once the script is done."""
+        if self._receiving is None:
+            self._receiving = self._messages()
+        try:
+            return await anext(self._receiving)
+        except StopAsyncIteration:
+            return _Message(WSMsgType.CLOSED)
 
     def exception(self) -> BaseException | None:
         return ConnectionResetError("fake transport error")

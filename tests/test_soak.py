@@ -205,7 +205,12 @@ async def _sample_rss(pid: int, into: list[int]) -> None:
 
 
 async def test_twenty_clients_for_a_while(serve_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    for key, value in {**serve_env, "EDGEVOICE_SERVER_MAX_CLIENTS": "24"}.items():
+    for key, value in {
+        **serve_env,
+        "EDGEVOICE_SERVER_MAX_CLIENTS": "24",
+        # Every soak client comes from 127.0.0.1: the per-address bound would turn them away.
+        "EDGEVOICE_SERVER_MAX_CLIENTS_PER_ADDRESS": "24",
+    }.items():
         monkeypatch.setenv(key, value)  # the bench's Daemon runs with this process's environment
     started = time.monotonic()
     daemon = Daemon(None, verbose=False)

@@ -1,0 +1,198 @@
+"""What a client sends can't hurt the box: Host names, connections per address, message rate, silence."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+
+from edgevoice import protocol
+from edgevoice.config import Config
+from edgevoice.engines.loaded import Engines
+from edgevoice.limits import FrameRate, Verdict
+from edgevoice.server import OriginPolicy, Server
+from tests.server.wire import hello
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_paced_client_is_never_limited() -> None:
+    clock = Clock()
+    rate = FrameRate(100, clock=clock)
+    for _ in range(5000):  # 100 s of 20 ms frames
+        clock.now += 0.02
+        assert rate.feed() is Verdict.ALLOW
+    assert rate.dropped == 0
+
+
+def test_a_burst_is_allowed_then_dropped_then_a_flood_is_closed() -> None:
+    clock = Clock()
+    rate = FrameRate(100, burst_s=2.0, sustain_s=2.0, clock=clock)
+    assert [rate.feed() for _ in range(200)] == [Verdict.ALLOW] * 200
+    assert rate.feed() is Verdict.DROP
+    assert rate.spell_started
+    assert rate.feed() is Verdict.DROP
+    assert not rate.spell_started
+    verdicts = [rate.feed() for _ in range(300)]
+    assert Verdict.CLOSE in verdicts
+    assert verdicts.index(Verdict.CLOSE) == 198  # the 201st drop: more than 2 s worth of frames dropped in one spell
+
+
+def test_a_client_over_the_rate_for_more_than_sustain_s_is_closed() -> None:
+    clock = Clock()
+    rate = FrameRate(100, burst_s=0.01, sustain_s=2.0, clock=clock)
+    seen = []
+    for _ in range(2 * 150 + 30):  # 150 frames a second: 1.5 times the limit
+        clock.now += 1 / 150
+        seen.append(rate.feed())
+    assert Verdict.DROP in seen
+    assert seen[-1] is Verdict.CLOSE
+    assert Verdict.CLOSE not in seen[: 2 * 150 - 10]
+
+
+def test_a_spell_ends_after_a_quiet_second() -> None:
+    clock = Clock()
+    rate = FrameRate(10, burst_s=1.0, clock=clock)
+    for _ in range(10):
+        rate.feed()
+    assert rate.feed() is Verdict.DROP
+    clock.now += 1.5
+    assert rate.feed() is Verdict.ALLOW
+    for _ in range(14):
+        rate.feed()
+    assert rate.feed() is Verdict.DROP
+    assert rate.dropped >= 2
+
+
+def test_host_names_the_box() -> None:
+    policy = OriginPolicy({"edgevoice", "192.168.1.5"}, "https://voice.example.org:8443")
+    assert policy.allows_host("edgevoice:8765")
+    assert policy.allows_host("192.168.1.5")
+    assert policy.allows_host("EDGEVOICE.:8765")
+    assert policy.allows_host("voice.example.org")
+    assert not policy.allows_host("evil.example:8765")
+    assert not policy.allows_host("")
+    assert not policy.allows_host(None)
+    assert not policy.allows_host("[nope:8765")
+
+
+def test_host_learns_a_new_address_through_refresh() -> None:
+    hosts = {"edgevoice"}
+    policy = OriginPolicy(hosts, "", refresh=lambda: hosts | {"10.0.0.7"})
+    policy._refreshed -= OriginPolicy.REFRESH_S + 1
+    assert policy.allows_host("10.0.0.7:8765")
+
+
+@asynccontextmanager
+async def _serving(config: Config, engines: Engines, **server: object) -> AsyncIterator[Server]:
+    changed = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))  # type: ignore[arg-type]
+    running = Server(changed, engines)
+    await running.start("127.0.0.1", 0)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def _closed(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 10) -> aiohttp.WSMessage:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            message = await ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return message
+
+
+@pytest.mark.slow
+async def test_a_foreign_host_is_refused(server: Server) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(server.ws_url, headers={"Host": f"evil.example:{server.port}"})
+        assert refused.value.status == 403
+        async with http.post(
+            server.http_url + "/api/pair", json={"token": "x"}, headers={"Host": "evil.example"}
+        ) as response:
+            assert response.status == 403
+        async with http.get(server.http_url + "/healthz", headers={"Host": "evil.example"}) as response:
+            assert response.status == 200
+        async with http.ws_connect(server.ws_url) as ws:
+            await hello(ws)
+
+
+@pytest.mark.slow
+async def test_too_many_clients_from_one_address_get_1013(server_config: Config, engines: Engines) -> None:
+    async with (
+        _serving(server_config, engines, max_clients_per_address=2) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url) as first,
+        http.ws_connect(server.ws_url) as second,
+    ):
+        await hello(first)
+        await hello(second)
+        async with http.ws_connect(server.ws_url) as third:
+            message = await _closed(third)
+            assert third.close_code == protocol.CLOSE_TRY_LATER, message
+            assert "address" in str(message.extra)
+        await first.close()
+        await asyncio.sleep(0.2)
+        async with http.ws_connect(server.ws_url) as again:
+            await hello(again)
+
+
+@pytest.mark.slow
+async def test_a_flood_is_rate_limited_then_closed_1008(server_config: Config, engines: Engines) -> None:
+    async with (
+        _serving(server_config, engines, max_frames_per_second=50) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url) as ws,
+    ):
+        await hello(ws)
+        for seq in range(400):
+            await ws.send_bytes(protocol.encode_client_audio(seq, bytes(2)))
+        errors = []
+        async with asyncio.timeout(10):
+            while True:
+                message = await ws.receive()
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                event = message.json()
+                if event["type"] == "error":
+                    errors.append(event)
+        assert {e["code"] for e in errors} == {"rate_limited"}, errors
+        assert not errors[0]["fatal"]
+        assert errors[-1]["fatal"]
+        assert ws.close_code == protocol.CLOSE_POLICY
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("setting", "code", "reason"),
+    [
+        ("hello_timeout_s", protocol.CLOSE_POLICY, "no hello"),
+        ("idle_timeout_s", protocol.CLOSE_GOING_AWAY, "idle"),
+    ],
+)
+async def test_silent_clients_are_closed(
+    server_config: Config, engines: Engines, setting: str, code: int, reason: str
+) -> None:
+    say_hello = setting == "idle_timeout_s"
+    settings = {setting: 0.5}
+    async with (
+        _serving(server_config, engines, **settings) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url, autoping=True) as ws,
+    ):
+        if say_hello:
+            await hello(ws)
+        message = await _closed(ws, 5)
+        assert ws.close_code == code
+        assert message.extra == reason
