@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--mic", action="store_true", default=None, help="also talk through this box's mic and speaker")
     serve.add_argument("--name", help="the box's name on the LAN (default: the host name)")
     serve.add_argument("--no-discovery", action="store_true", help="do not advertise over mDNS")
+    serve.add_argument(
+        "--tls", action="store_true", help="serve HTTPS/WSS with a self-signed certificate kept in data_dir/tls/"
+    )
 
     from edgevoice.client import add_client_arguments  # noqa: PLC0415
 
@@ -159,6 +162,8 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         changes["name"] = args.name
     if args.no_discovery:
         changes["discovery"] = False
+    if args.tls:
+        changes["tls"] = True
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))  # type: ignore[arg-type]
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError("--port must be 0 to 65535")

@@ -122,6 +122,8 @@ class ServerConfig:
     tls_cert: Path | None = None
     """PEM certificate: serve HTTPS and WSS (browsers allow the microphone off localhost only then)."""
     tls_key: Path | None = None
+    tls: bool = False
+    """Serve HTTPS and WSS with a self-signed certificate made and kept in data_dir/tls/ (tls_cert wins)."""
     store_text: bool = True
     """Keep each turn's transcript and reply in the turn log (data_dir/edgevoice.db); false keeps timings only."""
     turns_keep_days: float = 30.0

@@ -175,7 +175,7 @@ class Server:
         self._started = time.monotonic()
         self.port = 0
         self.host = ""
-        self.secure = config.server.tls_cert is not None
+        self.secure = config.server.tls_cert is not None or config.server.tls
         self.on_event: Callable[[Event], None] | None = None
         self.pairing = Pairing(
             TokenStore(config.data_dir / TOKEN_FILE),
@@ -276,13 +276,21 @@ class Server:
 
     def _tls_context(self) -> ssl.SSLContext | None:
         settings = self.config.server
-        if settings.tls_cert is None or settings.tls_key is None:
+        cert, key = settings.tls_cert, settings.tls_key
+        if (cert is None or key is None) and settings.tls:
+            from edgevoice.tls import TLS_DIR, box_identity, ensure_certificate  # noqa: PLC0415
+
+            try:
+                cert, key = ensure_certificate(self.config.data_dir / TLS_DIR, box_identity(self.name))
+            except OSError as err:
+                raise ConfigError(f"cannot make a TLS certificate in {self.config.data_dir / TLS_DIR}: {err}") from None
+        if cert is None or key is None:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+            context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as err:
-            raise ConfigError(f"cannot use TLS certificate {settings.tls_cert} / {settings.tls_key}: {err}") from None
+            raise ConfigError(f"cannot use TLS certificate {cert} / {key}: {err}") from None
         return context
 
     async def _advertise(self, host: str) -> None:

@@ -1,0 +1,170 @@
+"""A self-signed certificate for the box (`[server] tls = true`), made once and kept in data_dir/tls/.
+
+Browsers give a page the microphone only in a secure context, so a phone on the LAN needs HTTPS.
+The certificate names every way the box is reached (its mDNS name, host name, interface
+addresses); it is made again when one of those is missing from it or it is about to expire.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edgevoice.discovery import interface_addresses
+
+_log = logging.getLogger(__name__)
+
+TLS_DIR = "tls"
+CERT_FILE = "cert.pem"
+KEY_FILE = "key.pem"
+VALID_DAYS = 825
+"""Apple's limit for a TLS server certificate; iOS refuses a longer one even when told to trust it."""
+RENEW_BEFORE_DAYS = 30
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the certificate must name: DNS names and IP addresses the box is reached by."""
+
+    common_name: str
+    names: frozenset[str]
+    addresses: frozenset[IPAddress]
+
+
+def box_identity(box_name: str) -> Identity:
+    """The box's mDNS name, host name, localhost, and every interface address plus loopback."""
+    host = socket.gethostname().lower().rstrip(".")
+    short = host.split(".")[0]
+    common_name = f"{_label(box_name)}.local"
+    names = {"localhost", common_name}
+    if host and host.isascii():
+        names.update({host, f"{_label(short)}.local"})
+    addresses: set[IPAddress] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    addresses.update(ip for ip, _ in interface_addresses())
+    return Identity(common_name, frozenset(names), frozenset(addresses))
+
+
+def ensure_certificate(directory: Path, identity: Identity, now: datetime.datetime | None = None) -> tuple[Path, Path]:
+    """The (cert, key) paths in directory: kept if still good for identity, else made anew."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    cert_path, key_path = directory / CERT_FILE, directory / KEY_FILE
+    reason = _stale(cert_path, key_path, identity, now)
+    if reason is None:
+        return cert_path, key_path
+    _log.info("making a self-signed TLS certificate in %s (%s)", directory, reason)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _self_signed(key, identity, now)
+    # the key first: a crash between the two leaves a pair that does not match, made anew next start
+    _write_atomically(
+        key_path,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        0o600,
+    )
+    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return cert_path, key_path
+
+
+def _stale(cert_path: Path, key_path: Path, identity: Identity, now: datetime.datetime) -> str | None:
+    """Why the certificate on disk will not do, or None if it will."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except FileNotFoundError:
+        return "none yet"
+    except (OSError, ValueError, TypeError) as err:
+        return f"unreadable: {err}"
+    if key.public_key() != cert.public_key():
+        return "key and certificate do not match"
+    if cert.not_valid_after_utc - now < datetime.timedelta(days=RENEW_BEFORE_DAYS):
+        return f"expires {cert.not_valid_after_utc:%Y-%m-%d}"
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "no subject alternative names"
+    missing = sorted(identity.names - {name.lower() for name in san.get_values_for_type(x509.DNSName)})
+    missing += sorted(str(ip) for ip in identity.addresses - set(san.get_values_for_type(x509.IPAddress)))
+    if missing:
+        return f"does not name {', '.join(missing)}"
+    return None
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, identity: Identity, now: datetime.datetime) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.common_name)])
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in sorted(identity.names)]
+    names += [x509.IPAddress(ip) for ip in _sorted(identity.addresses)]
+    not_before = now - datetime.timedelta(hours=1)  # a phone whose clock is a little behind
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write to a temporary file beside path, fsync, rename over path, fsync the directory."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # made 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _label(name: str) -> str:
+    """name as one DNS label, the way mDNS would advertise it."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "edgevoice"
+
+
+def _sorted(addresses: Iterable[IPAddress]) -> list[IPAddress]:
+    return sorted(addresses, key=lambda ip: (ip.version, int(ip)))
