@@ -38,6 +38,7 @@ from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
 from edgevoice.events import ReplyAudio
 from edgevoice.server import Server
+from edgevoice.wer import word_error_rate
 from tests.conftest import with_silence
 
 BUNDLED = Path(__file__).parents[1] / "edgevoice" / "data" / "question.wav"
@@ -649,7 +650,9 @@ async def test_barge_in_over_the_socket_cuts_the_reply(
         await asyncio.gather(client, return_exceptions=True)
     assert [m["turn"] for m in seen.of("interrupted")] == [1]
     done = {m["turn"]: m for m in seen.of("turn_done")}
-    assert "moon" in done[2]["transcript"].lower()
+    # The words spoken over the reply became turn 2 (tiny.en may mishear a word of a barge-in
+    # clipped by the turn change, e.g. "moon" as "meant").
+    assert word_error_rate("How far away is the moon from the earth?", done[2]["transcript"]) <= 0.25
     # The box may finish sending turn 1 (turn_done) before the user talks over its playback, so
     # `interrupted` can come after turn 1's turn_done: the client cuts playback either way.
     order = [(m["type"], m.get("turn")) for m in seen.lines]
