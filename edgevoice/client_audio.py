@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from edgevoice.audio import portaudio
 from edgevoice.audio.pcm import (
     SAMPLE_RATE,
     Pcm16,
@@ -281,20 +282,13 @@ class PacedSource:
             yield frame
 
 
-def _sounddevice() -> Any:
-    """Import sounddevice late: it needs the PortAudio library, which a headless machine may lack."""
-    import sounddevice  # noqa: PLC0415
-
-    return sounddevice
-
-
 def check_device(kind: str) -> None:
-    """AudioError naming the problem when there is no default input or output device."""
+    """AudioError naming the problem when there is no default input or output device, and what to use instead."""
     try:
-        _sounddevice().query_devices(kind=kind)
-    except Exception as err:  # PortAudio missing (OSError) or no such device (PortAudioError)
+        portaudio.check_device(kind)
+    except AudioError as err:
         hint = "speak from a file with --wav FILE" if kind == "input" else "write replies to a file with --out FILE.wav"
-        raise AudioError(f"no {'microphone' if kind == 'input' else 'speaker'} found ({err}); {hint}") from None
+        raise AudioError(f"{err}; {hint}") from None
 
 
 class MicSource:
@@ -309,7 +303,7 @@ class MicSource:
         return self._queue.dropped
 
     async def frames(self) -> AsyncIterator[bytes]:
-        sd = _sounddevice()
+        sd = portaudio.load_sounddevice()
         loop = asyncio.get_running_loop()
 
         def on_input(data: Any, _frames: int, _time: Any, status: Any) -> None:
@@ -378,7 +372,7 @@ class SpeakerSink:
         def on_output(out: Pcm16, _frames: int, _time: Any, _status: Any) -> None:
             buffer.fill(out)
 
-        sd = _sounddevice()
+        sd = portaudio.load_sounddevice()
         try:
             stream = sd.OutputStream(samplerate=sample_rate, channels=1, dtype="int16", callback=on_output)
             stream.start()

@@ -21,8 +21,10 @@ import numpy as np
 
 from edgevoice.audio.echo_gate import EchoGate
 from edgevoice.audio.pcm import SAMPLE_RATE
+from edgevoice.audio.portaudio import check_device, load_sounddevice
 from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
+from edgevoice.errors import AudioError
 from edgevoice.events import Event, Interrupted, ReplyAudio, TurnDone
 from edgevoice.pipeline import Conversation
 from edgevoice.session import VoiceSession
@@ -34,19 +36,11 @@ _MAX_DEVICE_LATENCY_S = 1.0
 """A latency PortAudio reports beyond this is taken for a host API that reports nonsense."""
 
 
-def _sounddevice() -> Any:
-    """Import sounddevice late: it needs the PortAudio library, which a box without audio may lack."""
-    import sounddevice  # noqa: PLC0415
-
-    return sounddevice
-
-
 def has_duplex_device() -> bool:
     try:
-        sd = _sounddevice()
-        sd.query_devices(kind="input")
-        sd.query_devices(kind="output")
-    except Exception:  # PortAudio library missing (OSError) or no such device (PortAudioError)
+        check_device("input")
+        check_device("output")
+    except AudioError:
         return False
     return True
 
@@ -121,7 +115,7 @@ async def run_mic(
     event loop). echo_gate, if given, is the gate used (a caller may read its counters); its
     methods must not be called while this runs.
     """
-    sd = _sounddevice()
+    sd = load_sounddevice()
     speaker = SpeakerListener(engines.tts.sample_rate, on_event)
     session = VoiceSession(engines, speaker, conversation)
     gate = echo_gate or EchoGate()
