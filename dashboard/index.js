@@ -1,6 +1,8 @@
 // The dashboard: status polled from /healthz and /api/status, the live feed from /api/events,
-// and latency charts from /api/turns, refreshed after each finished turn.
+// and latency charts from /api/turns, refreshed after each finished turn. A banner names the
+// models that failed to load while the box is degraded.
 import { renderLatency, watchLayout } from "./dash-charts.js";
+import { showModelHealth } from "./dash-banner.js";
 import { startFeed } from "./dash-feed.js";
 import { basename, bytes, duration, el } from "./dash-format.js";
 
@@ -10,11 +12,11 @@ const TURNS_LIMIT = 200;
 
 const field = (id, text) => { document.getElementById(id).textContent = text; };
 
-async function getJson(url) {
+async function getJson(url, alsoOk = []) {
   const response = await fetch(url, { cache: "no-store" });
   // 401: the box wants a token and this browser is not paired yet.
   if (response.status === 401) document.getElementById("pair-hint").hidden = false;
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  if (!response.ok && !alsoOk.includes(response.status)) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
 
@@ -50,10 +52,13 @@ function showModels(models) {
 
 async function refreshStatus() {
   try {
-    const [health, status] = await Promise.all([getJson("/healthz"), getJson("/api/status")]);
+    // 503 is /healthz saying the box is degraded: its body names the models that failed.
+    const health = await getJson("/healthz", [503]);
+    showModelHealth(health);
     field("box", health.box);
     document.title = `edgevoice ${health.box}`;
     field("state", health.status === "ok" ? "running" : health.status);
+    const status = await getJson("/api/status");
     field("version", `${status.version} (protocol ${health.protocol})`);
     field("uptime", duration(status.uptime_s));
     field("clients", String(status.clients));

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from edgevoice.atomic import write_atomic
 from edgevoice.errors import ConfigError
 
 MODES = ("auto", "token", "none")
@@ -46,20 +46,7 @@ def new_token() -> str:
 def write_token(path: Path, token: str) -> None:
     """Atomically: a crash leaves the old token or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomic(path, (token + "\n").encode(), 0o600)
 
 
 def session_value(token: str) -> str:

@@ -12,13 +12,12 @@ import collections
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgevoice.atomic import write_atomic
 from edgevoice.pipeline import Conversation
 from edgevoice.protocol import valid_conversation_id
 
@@ -102,15 +101,7 @@ class ConversationStore:
         path = self._path(conversation_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(record, out, ensure_ascii=False)
-                os.replace(temp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
+            write_atomic(path, json.dumps(record, ensure_ascii=False).encode("utf-8"), 0o600)
         except OSError as err:
             self.save_failures += 1
             _log.warning("conversation %s kept in memory only: cannot write %s (%s)", conversation_id, path, err)

@@ -1,11 +1,13 @@
 """The latency log: one row per conversation turn in SQLite, written off the event loop, read for percentiles.
 
 A single writer thread owns the write connection and drains a bounded queue, so the event loop
-only ever does a put_nowait. The database is in WAL mode and every turn is its own committed
-transaction with synchronous=FULL: a crash, kill -9 or power cut loses at most the turn still
-in the queue. A full disk, a locked or unwritable database is logged and the turn dropped; it
-never reaches a conversation. Rows older than keep_days, or beyond max_turns, are pruned every
-prune_every inserts.
+only ever does a put_nowait. The database is in WAL mode, every turn is its own committed
+transaction, and every connection (the writer's and each reader's) sets synchronous=NORMAL and a
+busy timeout. In WAL mode NORMAL loses no committed turn when the process crashes or is killed
+(kill -9 loses at most the turns still in the queue); only an OS crash or a power cut can lose the
+last few commits, and the database stays consistent either way. A full disk, a locked or
+unwritable database is logged and the turn dropped; it never reaches a conversation. Rows older
+than keep_days, or beyond max_turns, are pruned every prune_every inserts.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE INDEX IF NOT EXISTS turns_at ON turns (at);
 """
 _COLUMNS = ("at", "conversation", "client", "turn", "transcript", "reply", "interrupted", *(f"{s}_ms" for s in STAGES))
+
+
+def connect(path: Path, *, busy_timeout_s: float, read_only: bool = False) -> sqlite3.Connection:
+    """A connection to the turn log with the settings every connection needs.
+
+    synchronous is per connection, so it is set on each; the busy timeout (sqlite3's `timeout`)
+    makes a reader or the writer wait for a lock instead of failing at once.
+    """
+    if read_only:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout_s)
+    else:
+        db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level="DEFERRED")
+    try:
+        db.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 @dataclass(frozen=True)
@@ -241,10 +261,9 @@ class LatencyLog:
     def _open(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level="DEFERRED")
+            db = connect(self.path, busy_timeout_s=self.busy_timeout_s)
             try:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
                 db.executescript(SCHEMA)
                 self._prune(db)
             except BaseException:
@@ -272,7 +291,7 @@ class LatencyLog:
         if not self.path.is_file():
             return []
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.busy_timeout_s)
+            db = connect(self.path, busy_timeout_s=self.busy_timeout_s, read_only=True)
             try:
                 return db.execute(sql, args).fetchall()
             finally:

@@ -6,7 +6,9 @@
 are loaded and warmed before the port opens, shared by every client (one inference at a time
 per engine, a bounded wait queue, `busy` when it is full), and closed after the last connection
 has gone. mDNS advertises the box on the interfaces it listens
-on and withdraws it on shutdown.
+on and withdraws it on shutdown. A model that fails to load does not stop the start: the box
+serves degraded (edgevoice.model_loader), says which model and why, and loads again once the
+file changes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from edgevoice.discovery import interface_addresses
 from edgevoice.engines.loaded import Engines
 from edgevoice.errors import ConfigError, EdgevoiceError
 from edgevoice.events import Event, TurnDone
+from edgevoice.http_guard import GuardedSite, HttpGuard
 from edgevoice.metrics import LatencyLog, TurnRecord, Written
+from edgevoice.model_loader import ModelLoader
+from edgevoice.model_loader import report as model_report
 from edgevoice.pairing import Pairing
 from edgevoice.status_api import EventFeed, StatusApi, feed_message
 from edgevoice.systemd_notify import Notifier
@@ -172,6 +177,10 @@ class Server:
         self._runner: web.AppRunner | None = None
         self._advertiser: Any = None
         self._mic: asyncio.Task[None] | None = None
+        self.models = ModelLoader(config)
+        self._retry: asyncio.Task[None] | None = None
+        self.on_models_loaded: Callable[[], None] | None = None
+        """Called once engines that failed to load at start have loaded after all."""
         self._started = time.monotonic()
         self.port = 0
         self.host = ""
@@ -214,6 +223,7 @@ class Server:
             engines=lambda: self._engines,
             connections=self._connection_stats,
             started=lambda: self._started,
+            model_failures=lambda: self.models.failures,
         ).add_routes(app)
         app.router.add_get("/talk", self._page("talk.html"))
         app.router.add_get("/pair", self._page("pair.html"))
@@ -236,12 +246,14 @@ class Server:
         if self.pairing.enabled:
             await asyncio.to_thread(self.tokens.load)
         if self._engines is None:
-            self._engines = await asyncio.to_thread(Engines.load, self.config)
+            # A bad model file does not stop the start: the port opens, degraded, and says which and why.
+            self._engines = await asyncio.to_thread(self.models.load)
         self._feed = EventFeed()  # a new one per start: stop() closes it
         self.turn_log.start()
         self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host or None, port, ssl_context=tls)
+        guard = HttpGuard(settings.header_timeout_s, settings.max_connections_per_address)
+        site = GuardedSite(self._runner, host or None, port, guard, ssl_context=tls)
         try:
             await site.start()
         except OSError as err:
@@ -253,8 +265,23 @@ class Server:
         self._started = time.monotonic()
         if settings.discovery:
             await self._advertise(host)
-        if settings.mic:
+        if self._engines is None:
+            self._retry = asyncio.create_task(self._retry_models(), name="model-retry")
+        elif settings.mic:
             self._mic = asyncio.create_task(self._run_mic(), name="mic")
+
+    @property
+    def degraded(self) -> bool:
+        """Serving without engines: a model failed to load (self.models.failures says which and why)."""
+        return self._engines is None
+
+    async def _retry_models(self) -> None:
+        self._engines = await self.models.retry()
+        _log.warning("all models loaded: serving normally")
+        if self.config.server.mic:
+            self._mic = asyncio.create_task(self._run_mic(), name="mic")
+        if self.on_models_loaded is not None:
+            self.on_models_loaded()
 
     async def stop(self) -> None:
         """Withdraw from mDNS, close every connection (1001), stop the mic, release the engines."""
@@ -262,6 +289,10 @@ class Server:
             with contextlib.suppress(Exception):
                 await self._advertiser.stop()
             self._advertiser = None
+        if self._retry is not None:
+            self._retry.cancel()
+            await asyncio.gather(self._retry, return_exceptions=True)
+            self._retry = None
         if self._mic is not None:
             self._mic.cancel()
             await asyncio.gather(self._mic, return_exceptions=True)
@@ -346,9 +377,11 @@ class Server:
         return await handler(request)
 
     async def _healthz(self, _request: web.Request) -> web.Response:
+        """200 while serving; 503, naming each model that failed and why, while degraded."""
         return web.json_response(
             {
-                "status": "ok",
+                "status": "degraded" if self.degraded else "ok",
+                **model_report(not self.degraded, self.models.failures),
                 "version": __version__,
                 "protocol": protocol.PROTOCOL_VERSION,
                 "box": self.name,
@@ -357,7 +390,8 @@ class Server:
                 "connections": self._connection_stats(),
                 "conversations": len(self._store),
                 "mic": self._mic is not None and not self._mic.done(),
-            }
+            },
+            status=503 if self.degraded else 200,
         )
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
@@ -371,6 +405,9 @@ class Server:
             max_msg_size=protocol.MAX_FRAME_BYTES,
         )
         await ws.prepare(request)
+        if self.degraded:
+            await self._refuse_degraded(ws)
+            return ws
         settings = self.config.server
         address = request.remote or ""
         if len(self._connections) >= settings.max_clients:
@@ -410,6 +447,18 @@ class Server:
             if self._by_conversation.get(conversation) is connection:
                 del self._by_conversation[conversation]
         return ws
+
+    async def _refuse_degraded(self, ws: web.WebSocketResponse) -> None:
+        """A fatal models_unavailable error, then 1013: clients retry later, as they do when the box is full."""
+        kinds = ", ".join(failure.kind.value for failure in self.models.failures) or "models"
+        refusal = protocol.ProtocolError(
+            "models_unavailable",
+            f"this box cannot answer: its models failed to load ({kinds}); /healthz says why",
+            close_code=protocol.CLOSE_TRY_LATER,
+        )
+        with contextlib.suppress(ConnectionError):
+            await ws.send_str(protocol.dumps(protocol.error_message(refusal)))
+        await ws.close(code=protocol.CLOSE_TRY_LATER, message=b"models unavailable; try again later")
 
     def _connection_stats(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(c.stats) for c in self._connections]
@@ -465,8 +514,18 @@ async def serve(config: Config, host: str | None = None, port: int | None = None
         print(f"edgevoice: serving {server.name} on {server.http_url} (voice client at /talk)", flush=True)
         if server.pairing.enabled:
             print(f"edgevoice: pairing token: {server.tokens.current()} (pair a browser at /pair)", file=sys.stderr)
-        # READY=1 only now: the models answer and the port is open. systemd arms WatchdogSec= from here.
-        notifier.ready(f"serving {server.name} on {server.http_url}")
+        serving = f"serving {server.name} on {server.http_url}"
+        if server.degraded:
+            # Still READY=1: the port is open and says what is wrong; exiting would only loop restarts.
+            failed = ", ".join(failure.kind.value for failure in server.models.failures)
+            serving = (
+                f"degraded: models failed to load ({failed}), see {server.http_url}/healthz; "
+                f"checking their files every {server.models.retry_interval_s:g} s"
+            )
+            print(f"edgevoice: {serving}", file=sys.stderr, flush=True)
+            server.on_models_loaded = lambda: notifier.status(f"serving {server.name} on {server.http_url}")
+        # READY=1 only now: the models answer (or said why not) and the port is open. WatchdogSec= starts here.
+        notifier.ready(serving)
         watchdog = notifier.start_watchdog()
         await stop.wait()
         notifier.stopping("closing connections")

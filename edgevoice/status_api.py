@@ -1,6 +1,6 @@
 """The daemon's read-only status routes for the dashboard and for Prometheus.
 
-GET /api/status   models, engines, clients, uptime, CPU, memory, version
+GET /api/status   models (and which failed to load, why), engines, clients, uptime, CPU, memory, version
 GET /api/turns    the newest turns from the turn log (?limit=1..1000)
 GET /api/latency  p50/p95/p99 per stage over the last ?window= seconds
 GET /api/events   Server-Sent Events: speech_started, transcript and turn_done as they happen
@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ from edgevoice.engines.loaded import Engines
 from edgevoice.errors import EdgevoiceError
 from edgevoice.events import Event, SpeechStarted, Transcript, TurnDone
 from edgevoice.metrics import QUANTILES, STAGES, LatencyLog
+from edgevoice.model_loader import ModelFailure
+from edgevoice.model_loader import report as model_report
 from edgevoice.models.registry import Kind, resolve
 
 _log = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ class StatusApi:
         engines: Callable[[], Engines | None],
         connections: Callable[[], list[dict[str, Any]]],
         started: Callable[[], float],
+        model_failures: Callable[[], Sequence[ModelFailure]] = tuple,
     ) -> None:
         self._config = config
         self._log = log
@@ -133,6 +136,7 @@ class StatusApi:
         self._engines = engines
         self._connections = connections
         self._started = started
+        self._model_failures = model_failures
         self._cpu_mark = (time.monotonic(), _cpu_seconds())
 
     def add_routes(self, app: web.Application) -> None:
@@ -192,6 +196,7 @@ class StatusApi:
                 "memory": memory_bytes(),
                 "turns": {"recorded": self._log.recorded, "dropped": self._log.dropped, "failed": self._log.failed},
                 "subscribers": len(self._feed),
+                **model_report(self._engines() is not None, self._model_failures()),
             }
         )
 
@@ -241,6 +246,15 @@ class StatusApi:
             [("", round(time.monotonic() - self._started(), 3))],
         )
         metric("clients", "gauge", "WebSocket clients connected.", [("", len(self._connections()))])
+        failed = {failure.kind.value for failure in self._model_failures()}
+        ready = self._engines() is not None
+        metric("models_ready", "gauge", "1 while every model is loaded; 0 while degraded.", [("", int(ready))])
+        metric(
+            "model_ready",
+            "gauge",
+            "0 for a model that failed to load.",
+            [(f'{{model="{kind.value}"}}', int(ready or kind.value not in failed)) for kind in Kind],
+        )
         metric("turns_total", "counter", "Turns finished since the daemon started.", [("", self._log.recorded)])
         metric(
             "turns_dropped_total", "counter", "Turns the turn log could not keep up with.", [("", self._log.dropped)]

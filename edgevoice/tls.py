@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import re
 import socket
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgevoice.atomic import write_atomic
 from edgevoice.discovery import interface_addresses
 
 _log = logging.getLogger(__name__)
@@ -71,12 +70,12 @@ def ensure_certificate(directory: Path, identity: Identity, now: datetime.dateti
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _self_signed(key, identity, now)
     # the key first: a crash between the two leaves a pair that does not match, made anew next start
-    _write_atomically(
+    write_atomic(
         key_path,
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         0o600,
     )
-    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path
 
 
@@ -139,26 +138,6 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, identity: Identity, now: datet
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write to a temporary file beside path, fsync, rename over path, fsync the directory."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # made 0600
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _label(name: str) -> str:

@@ -10,11 +10,10 @@ import errno
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from edgevoice import conversations
+from edgevoice import atomic
 from edgevoice.conversations import MIC_CONVERSATION, RESERVED_CONVERSATIONS, ConversationStore
 from edgevoice.protocol import valid_conversation_id
 
@@ -418,7 +417,7 @@ def test_a_full_disk_leaves_no_temp_file_and_the_old_file_intact(
     def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(conversations, "json", SimpleNamespace(dump=disk_full, loads=json.loads))
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)  # the data reached no disk
     opened.conversation.remember("q2", "a2")
     assert not store.save("abc", opened.conversation)
     assert store.save_failures == 1

@@ -19,9 +19,11 @@ import aiohttp
 import pytest
 
 from edgevoice.audio.pcm import Samples, read_audio
+from edgevoice.config import Config
 from edgevoice.server import DASHBOARD_DIR, Server
 from tests.browser_cdp import Page, chromium_path, launch
 from tests.conftest import with_silence
+from tests.server.test_degraded import degraded_config, start_degraded
 from tests.server.wire import Received, hello, receive, stream
 from tests.test_cli import BUNDLED
 
@@ -128,3 +130,38 @@ async def test_dashboard_shows_live_turns(server: Server, tmp_path: Path) -> Non
         assert page.events("Runtime.exceptionThrown") == []
         assert page.problems() == []
     print(f"\ndashboard: screenshot {shot}, {time.monotonic() - started:.1f} s")
+
+
+async def test_dashboard_banner_names_each_failed_model(config: Config, tmp_path: Path) -> None:
+    """A degraded box (stand-in loader, no models): the banner lists each model, its file, why, the fix."""
+    if chromium_path() is None:
+        pytest.fail("chromium is not installed: ./install.sh --dev installs it")
+    server = await start_degraded(degraded_config(config, tmp_path / "models"))
+    try:
+        async with launch(tmp_path / "profile", log=tmp_path / "chromium.log") as browser:
+            page = await browser.new_page()
+            await page.call("Emulation.setDeviceMetricsOverride", VIEWPORT)
+            await page.navigate(server.http_url + "/")
+            await page.wait_for("!document.getElementById('models-banner').hidden", 15)
+            await page.wait_for("document.getElementById('state').textContent === 'degraded'", 15)
+            banner = await _text(page, "#models-banner")
+            assert "2 models failed to load" in banner, banner
+            items = await page.evaluate(
+                "[...document.querySelectorAll('#models-banner li')].map(li => [li.dataset.model, li.innerText])"
+            )
+            assert [model for model, _ in items] == ["stt", "llm"], items
+            expected = [("stt.bin", "stt.model"), ("llm.gguf", "llm.model")]
+            for (_, text), (name, setting) in zip(items, expected, strict=True):
+                assert str(tmp_path / "models" / name) in text, text
+                assert "is no good" in text, text
+                assert "Fix: put a " in text, text
+                assert setting in text, text
+            assert "edgevoice models verify" in banner, banner
+            # The banner is the page's first thing, above the status and the feed.
+            top = await page.evaluate("document.getElementById('models-banner').getBoundingClientRect().top")
+            status_top = await page.evaluate("document.getElementById('status-section').getBoundingClientRect().top")
+            assert top < status_top
+            await _screenshot(page, tmp_path / "dashboard-degraded.png")
+            assert page.events("Runtime.exceptionThrown") == []
+    finally:
+        await server.stop()

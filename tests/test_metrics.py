@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgevoice import metrics
 from edgevoice.events import TurnDone, TurnTimings
 from edgevoice.metrics import STAGES, LatencyLog, TurnRecord, percentile, summarize
 
@@ -180,7 +181,7 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
 
 
 def test_write_latency(log: LatencyLog) -> None:
-    """One turn, queued to committed (WAL, synchronous=FULL): well under what a turn takes."""
+    """One turn, queued to committed (WAL, synchronous=NORMAL): well under what a turn takes."""
     log.record(record(0))
     assert log.flush(5.0)  # the first opens the database
     took = []
@@ -194,3 +195,30 @@ def test_write_latency(log: LatencyLog) -> None:
     assert took[10] < 0.5
     mode = sqlite3.connect(log.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_every_connection_is_synchronous_normal_with_a_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection and each reader's report synchronous=1 (NORMAL) and the busy timeout."""
+    seen: list[tuple[bool, int, int]] = []
+    real_connect = metrics.connect
+
+    def spying_connect(path: Path, *, busy_timeout_s: float, read_only: bool = False) -> sqlite3.Connection:
+        db = real_connect(path, busy_timeout_s=busy_timeout_s, read_only=read_only)
+        synchronous = db.execute("PRAGMA synchronous").fetchone()[0]
+        busy_ms = db.execute("PRAGMA busy_timeout").fetchone()[0]
+        seen.append((read_only, synchronous, busy_ms))
+        return db
+
+    monkeypatch.setattr(metrics, "connect", spying_connect)
+    log = LatencyLog(tmp_path / "edgevoice.db", busy_timeout_s=1.5)
+    log.start()
+    try:
+        log.record(record(1))
+        assert log.flush(5.0)
+    finally:
+        log.close()
+    assert [t.turn for t in log.recent(10)] == [1]
+    assert log.count() == 1
+    assert seen == [(False, 1, 1500), (True, 1, 1500), (True, 1, 1500)]

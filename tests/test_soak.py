@@ -210,6 +210,8 @@ async def test_twenty_clients_for_a_while(serve_env: dict[str, str], monkeypatch
         "EDGEVOICE_SERVER_MAX_CLIENTS": "24",
         # Every soak client comes from 127.0.0.1: the per-address bound would turn them away.
         "EDGEVOICE_SERVER_MAX_CLIENTS_PER_ADDRESS": "24",
+        # All twenty come from 127.0.0.1 and reconnect at once after a close: room for their TCP sockets.
+        "EDGEVOICE_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "96",
     }.items():
         monkeypatch.setenv(key, value)  # the bench's Daemon runs with this process's environment
     started = time.monotonic()
@@ -257,6 +259,8 @@ async def test_twenty_clients_for_a_while(serve_env: dict[str, str], monkeypatch
     assert health["status"] == "ok"
     assert tally.turns > 0
     assert tally.closes["oversized:1009"] > 0
+    refused = {kind: count for kind, count in tally.closes.items() if kind.endswith("WSServerHandshakeError")}
+    assert not refused, f"connections refused before the upgrade: {refused}"
     assert abs(drift) <= 0.10, f"daemon RSS moved {drift:+.1%} after warm-up"
     # Engine threads are joined before exit: once a SIGSEGV here, from a model freed mid-inference.
     assert stopped == 0, f"the daemon did not stop cleanly on SIGTERM after the soak: exit status {stopped}"

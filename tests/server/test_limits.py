@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -15,7 +12,7 @@ from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
 from edgevoice.limits import FrameRate, Verdict
 from edgevoice.server import OriginPolicy, Server
-from tests.server.wire import hello
+from tests.server.wire import hello, serving_with
 
 
 class Clock:
@@ -93,17 +90,6 @@ def test_host_learns_a_new_address_through_refresh() -> None:
     assert policy.allows_host("10.0.0.7:8765")
 
 
-@asynccontextmanager
-async def _serving(config: Config, engines: Engines, **server: object) -> AsyncIterator[Server]:
-    changed = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))  # type: ignore[arg-type]
-    running = Server(changed, engines)
-    await running.start("127.0.0.1", 0)
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
 async def _closed(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 10) -> aiohttp.WSMessage:
     async with asyncio.timeout(timeout_s):
         while True:
@@ -131,7 +117,7 @@ async def test_a_foreign_host_is_refused(server: Server) -> None:
 @pytest.mark.slow
 async def test_too_many_clients_from_one_address_get_1013(server_config: Config, engines: Engines) -> None:
     async with (
-        _serving(server_config, engines, max_clients_per_address=2) as server,
+        serving_with(server_config, engines, max_clients_per_address=2) as server,
         aiohttp.ClientSession() as http,
         http.ws_connect(server.ws_url) as first,
         http.ws_connect(server.ws_url) as second,
@@ -151,7 +137,7 @@ async def test_too_many_clients_from_one_address_get_1013(server_config: Config,
 @pytest.mark.slow
 async def test_a_flood_is_rate_limited_then_closed_1008(server_config: Config, engines: Engines) -> None:
     async with (
-        _serving(server_config, engines, max_frames_per_second=50) as server,
+        serving_with(server_config, engines, max_frames_per_second=50) as server,
         aiohttp.ClientSession() as http,
         http.ws_connect(server.ws_url) as ws,
     ):
@@ -187,7 +173,7 @@ async def test_silent_clients_are_closed(
     say_hello = setting == "idle_timeout_s"
     settings = {setting: 0.5}
     async with (
-        _serving(server_config, engines, **settings) as server,
+        serving_with(server_config, engines, **settings) as server,
         aiohttp.ClientSession() as http,
         http.ws_connect(server.ws_url, autoping=True) as ws,
     ):

@@ -90,7 +90,9 @@ async def test_a_turn_shows_in_every_route(server: Server, question: Samples) ->
         assert "edgevoice_turns_total 1" in samples
         assert f'edgevoice_build_info{{version="{__version__}"}} 1' in samples
         assert 'edgevoice_turn_stage_seconds_count{stage="first_audio"} 1' in samples
-        assert 'edgevoice_engine_busy{engine="llm"} 0' in samples
+        # After a turn the model may still be reading the next turn's prompt ahead: 0 or 1, both fine.
+        assert {'edgevoice_engine_busy{engine="llm"} 0', 'edgevoice_engine_busy{engine="llm"} 1'} & set(samples)
+        assert 'edgevoice_engine_busy{engine="stt"} 0' in samples
 
         status = await _get_json(http, server.http_url + "/api/status")
         assert set(status["models"]) == {"stt", "llm", "tts"}

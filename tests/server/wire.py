@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +15,10 @@ import numpy as np
 
 from edgevoice import protocol
 from edgevoice.audio.pcm import Samples, to_pcm16
+from edgevoice.config import Config
+from edgevoice.engines.loaded import Engines
 from edgevoice.events import ReplyAudio
+from edgevoice.server import Server
 
 
 @dataclass
@@ -65,3 +71,15 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, into: Received, until: st
 
 def silence(seconds: float) -> Samples:
     return np.zeros(int(seconds * 16_000), dtype=np.float32)
+
+
+@asynccontextmanager
+async def serving_with(config: Config, engines: Engines, **server: object) -> AsyncIterator[Server]:
+    """A server on 127.0.0.1, port 0, with some [server] settings changed."""
+    changed = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))  # type: ignore[arg-type]
+    running = Server(changed, engines)
+    await running.start("127.0.0.1", 0)
+    try:
+        yield running
+    finally:
+        await running.stop()
