@@ -22,7 +22,7 @@ import numpy as np
 from edgevoice import protocol
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, read_audio, to_pcm16
 from edgevoice.bench_daemon import BenchError, Daemon, ProcessMonitor
-from edgevoice.bench_measure import STAGES, Pacer, Tracker, TurnRecord, summarise, true_end_of_speech
+from edgevoice.bench_measure import STAGES, WORK_STAGES, Pacer, Tracker, TurnRecord, summarise, true_end_of_speech
 from edgevoice.client_options import ClientError, normalize_url
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[1] / "bench" / "clips"
@@ -263,6 +263,11 @@ def format_report(result: dict[str, Any]) -> str:
     for stage in STAGES:
         row = summary["stages_ms"][stage]
         lines.append(f"{stage:<38} {row['n']:>3} {_ms(row['p50']):>7} {_ms(row['p95']):>7} {_ms(row['max']):>7}")
+    lines += ["", f"{'daemon work':<38} {'n':>3} {'p50':>7} {'p95':>7} {'max':>7}"]
+    for stage in WORK_STAGES:
+        row = summary["work_ms"][stage]
+        label = "started (ms after true end of speech)" if stage == "started" else f"{stage} (ms after it started)"
+        lines.append(f"{label:<38} {row['n']:>3} {_ms(row['p50']):>7} {_ms(row['p95']):>7} {_ms(row['max']):>7}")
     wer = summary["wer"]
     lines.append("")
     lines.append("WER: -" if wer is None else f"WER: {wer:.3f} (all words of all turns with a reference)")

@@ -17,6 +17,8 @@ from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.wer import normalise, word_error_rate
 
 STAGES = ("vad_end", "transcript", "first_text", "first_audio")
+WORK_STAGES = ("started", "stt_done", "first_token", "first_audio")
+"""The daemon's side: when its work started after the true end of speech, then its engines' times from there."""
 """The stages timed per turn, each in ms after the true end of speech."""
 ENERGY_FRAME_MS = 10
 SPEECH_THRESHOLD_DB = -35.0
@@ -113,6 +115,19 @@ class TurnRecord:
             for stage, stamp in stamps.items()
         }
 
+    def work_ms(self) -> dict[str, float | None]:
+        """When the daemon started work on the turn (ms after the true end of speech), then its engines' times."""
+        answer = self.answer
+        timings: dict[str, Any] = (answer.done.get("timings") if answer and answer.done else None) or {}
+        vad_end = self.stages_ms()["vad_end"]
+        speculated = timings.get("speculated")
+        started = None if vad_end is None else vad_end + (speculated if isinstance(speculated, (int, float)) else 0.0)
+        work = {"started": started}
+        for stage in WORK_STAGES[1:]:
+            value = timings.get(f"work_{stage}")
+            work[stage] = float(value) if isinstance(value, (int, float)) else None
+        return work
+
     @property
     def missing(self) -> bool:
         """No reply audio came back for this clip (within the timeout)."""
@@ -138,6 +153,7 @@ class TurnRecord:
             "server_turns": [t.number for t in self.server_turns],
             "ms_after_end_of_speech": self.stages_ms(),
             "server_timings": answer.done.get("timings") if answer and answer.done else None,
+            "work_ms": self.work_ms(),
             "errors": self.errors,
         }
 
@@ -242,6 +258,7 @@ def summarise(records: Sequence[TurnRecord], clients: int) -> dict[str, Any]:
         "turns": len(records),
         "missing": sum(r.missing for r in records),
         "stages_ms": stages,
+        "work_ms": {stage: stage_summary(r.work_ms()[stage] for r in records) for stage in WORK_STAGES},
         "end_of_speech_to_first_audio_ms": {"p50": first_audio["p50"], "p95": first_audio["p95"]},
         "wer": corpus_wer(pairs),
         "per_client": [

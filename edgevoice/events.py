@@ -21,20 +21,30 @@ class TurnTimings:
     """When the turn's work started early, on the pause before the end was decided (negative in as_ms)."""
 
     def as_ms(self) -> dict[str, float | None]:
-        """Each stage in milliseconds after speech_end."""
-        stages = {
+        """Each stage in milliseconds after speech_end, as heard, and how long the engines took to get there.
+
+        A turn started early keeps what it produced until the end is decided, so a stage it
+        reached before that counts as 0. The `work_*` entries are the engines' own times, in ms
+        after the work started (on the pause for an early turn, else at the end of the turn).
+        """
+        heard = {
             "speech_end": self.speech_end,
             "stt_done": self.stt_done,
             "first_token": self.first_token,
             "first_audio": self.first_audio,
             "last_audio": self.last_audio,
             "interrupted": self.interrupted,
-            "speculated": self.speculated,
         }
-        return {
-            name: None if stamp is None else round((stamp - self.speech_end) * 1000.0, 1)
-            for name, stamp in stages.items()
+        ms: dict[str, float | None] = {
+            name: None if stamp is None else round(max(0.0, stamp - self.speech_end) * 1000.0, 1)
+            for name, stamp in heard.items()
         }
+        ms["speculated"] = None if self.speculated is None else round((self.speculated - self.speech_end) * 1000.0, 1)
+        started = self.speech_end if self.speculated is None else self.speculated
+        for name in ("stt_done", "first_token", "first_audio"):
+            stamp = heard[name]
+            ms[f"work_{name}"] = None if stamp is None else round((stamp - started) * 1000.0, 1)
+        return ms
 
 
 @dataclass(frozen=True)

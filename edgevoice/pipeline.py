@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,12 +40,15 @@ class Conversation:
     max_turns: int
     history: collections.deque[tuple[str, str]] = field(default_factory=collections.deque)
 
-    def messages(self, user_text: str) -> list[Message]:
+    def history_messages(self) -> list[Message]:
+        """The system prompt and the exchanges remembered: every next turn's prompt starts with these."""
         messages = [Message("system", self.system_prompt)]
         for said, answered in self.history:
             messages += [Message("user", said), Message("assistant", answered)]
-        messages.append(Message("user", user_text))
         return messages
+
+    def messages(self, user_text: str) -> list[Message]:
+        return [*self.history_messages(), Message("user", user_text)]
 
     def remember(self, user_text: str, reply: str) -> None:
         if self.max_turns == 0:
@@ -83,21 +87,30 @@ async def run_turn(
 
     messages = conversation.messages(result.transcript)
     pieces: asyncio.Queue[str | None] = asyncio.Queue(maxsize=_PIECES_AHEAD)
-    speaker = asyncio.create_task(_speak(engines, turn, pieces, timings, emit), name=f"speak-{turn}")
-    chunker = SpeechChunker(engines.config.tts.first_clause_words)
+    # Two cores cannot run the model and the voice at full speed at once: while the first piece is
+    # being voiced the model waits, so the first audio comes as soon as it can.
+    llm_may_go = threading.Event()
+    llm_may_go.set()
+    speaker = asyncio.create_task(
+        _speak(engines, turn, pieces, timings, emit, llm_may_go=llm_may_go), name=f"speak-{turn}"
+    )
+    chunker = SpeechChunker(engines.config.tts.first_clause_words, engines.config.tts.first_words)
     try:
-        async for delta in engines.reply(messages):
+        async for delta in engines.reply(messages, llm_may_go):
             if timings.first_token is None:
                 timings.first_token = time.monotonic()
             result.reply += delta
             emit(ReplyText(turn, delta))
             for piece in chunker.feed(delta):
+                if timings.first_audio is None and pieces.empty():
+                    llm_may_go.clear()
                 await pieces.put(piece)
         for piece in chunker.flush():
             await pieces.put(piece)
         await pieces.put(None)
         await speaker
     finally:
+        llm_may_go.set()
         speaker.cancel()
 
 
@@ -107,6 +120,8 @@ async def _speak(
     pieces: asyncio.Queue[str | None],
     timings: TurnTimings,
     emit: Callable[[Event], None],
+    *,
+    llm_may_go: threading.Event,
 ) -> None:
     rate = engines.tts.sample_rate
     chunk_samples = rate * AUDIO_CHUNK_MS // 1000
@@ -119,6 +134,8 @@ async def _speak(
                     emit(ReplyAudioStart(turn, rate))
                 emit(ReplyAudio(turn, seq, rate, pcm[start : start + chunk_samples].astype("<i2").tobytes()))
                 seq += 1
+            llm_may_go.set()
+        llm_may_go.set()
     if seq:
         timings.last_audio = time.monotonic()
         emit(ReplyAudioEnd(turn))

@@ -18,15 +18,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadEvent
 from edgevoice.engines.loaded import Engines
 from edgevoice.engines.worker import EngineBusy
 from edgevoice.errors import EdgevoiceError
-from edgevoice.events import Error, Event, Interrupted, SpeechStopped, TurnDone, TurnTimings
+from edgevoice.events import Error, Event, Interrupted, SpeechStopped, Transcript, TurnDone, TurnTimings
 from edgevoice.events import SpeechStarted as SpeechStartedEvent
 from edgevoice.pipeline import Conversation, TurnResult, run_turn
+from edgevoice.turn_end import sounds_finished
 
 _log = logging.getLogger(__name__)
 
@@ -46,11 +48,14 @@ class Listener(Protocol):
 class _Held:
     """Events of a turn started early: kept until the turn is confirmed, then passed on live."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, on_transcript: Callable[[str], None]) -> None:
         self._listener = listener
+        self._on_transcript = on_transcript
         self._events: list[Event] | None = []
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, Transcript):
+            self._on_transcript(event.text)
         if self._events is None:
             self._listener.emit(event)
         else:
@@ -70,6 +75,11 @@ class _EarlyTurn:
         self.timings = timings
         self.discarded = False
         self.task: asyncio.Task[None] | None = None
+        self.transcript: str | None = None
+        """What the pause's audio says, once transcribed."""
+        self.continued = False
+        """Ended on a short pause, but the speaker went on: the next turn says it whole."""
+        self.remembered = False
 
     def discard(self) -> None:
         self.discarded = True
@@ -87,6 +97,10 @@ class VoiceSession:
         self._turn = 0
         self._task: asyncio.Task[None] | None = None
         self._early: _EarlyTurn | None = None
+        self._quick: tuple[_EarlyTurn, int, bytes] | None = None
+        """The last turn ended on a short pause: that turn, the stream time it ended, its audio."""
+        self._carry = b""
+        """Audio of a turn ended too soon, said again at the start of the one that continues it."""
 
     @property
     def responding(self) -> bool:
@@ -100,6 +114,7 @@ class VoiceSession:
         """Take input audio (16 kHz, 16-bit mono, any length). Never blocks."""
         for event in self._endpointer.feed(pcm):
             self._on_vad(event)
+        self._end_if_finished()
 
     async def finish(self) -> None:
         """End of input: a turn in progress ends now; wait for the last turn to complete."""
@@ -133,6 +148,7 @@ class VoiceSession:
 
     def _on_vad(self, event: VadEvent) -> None:
         if isinstance(event, SpeechStarted):
+            self._continue_if_resumed(event)
             if self.responding:
                 self.interrupt()
             self._turn += 1
@@ -146,39 +162,77 @@ class VoiceSession:
         else:
             self._end_turn(event)
 
+    def _end_if_finished(self) -> None:
+        """End the turn on its pause, before the hangover, when what was said already sounds finished."""
+        early = self._early
+        quick_end_ms = self._engines.config.vad.quick_end_ms
+        if early is None or early.transcript is None or quick_end_ms <= 0:
+            return
+        if self._endpointer.silence_ms < quick_end_ms or not sounds_finished(early.transcript):
+            return
+        ended = self._endpointer.end_now()
+        if ended is not None:
+            self._end_turn(ended)
+            self._quick = (early, ended.decided_ms, self._carry + ended.pcm)
+
+    def _continue_if_resumed(self, started: SpeechStarted) -> None:
+        """Speech soon after a turn ended on a short pause continues that turn: it was not over.
+
+        The early answer stops (barge-in), is not remembered, and its words are heard again with
+        the new ones, so the reply is to the whole sentence.
+        """
+        quick, self._quick = self._quick, None
+        if quick is None:
+            return
+        turn, ended_ms, pcm = quick
+        if started.start_ms - ended_ms > self._engines.config.vad.hangover_ms:
+            return
+        turn.continued = True
+        if turn.remembered and self.conversation.history:
+            self.conversation.history.pop()  # its answer was complete, but to half a sentence
+        self._carry = pcm
+
     def _start_early(self, paused: SpeechPaused) -> None:
         if self._early is not None:
             self._early.discard()
-        early = self._early = _EarlyTurn(paused.end_ms, _Held(self._listener), TurnTimings(time.monotonic()))
+
+        def heard(text: str) -> None:
+            if self._early is early:
+                early.transcript = text
+                self._end_if_finished()
+
+        early = self._early = _EarlyTurn(paused.end_ms, _Held(self._listener, heard), TurnTimings(time.monotonic()))
         early.timings.speculated = early.timings.speech_end
         early.task = asyncio.get_running_loop().create_task(
-            self._run(self._turn, paused, early.timings, early),
+            self._run(self._turn, paused, self._carry, early.timings, early),
             name=f"turn-{self._turn}-early",
         )
 
     def _end_turn(self, ended: SpeechEnded) -> None:
         self._listener.emit(SpeechStopped(self._turn, ended.start_ms, ended.end_ms, ended.truncated))
+        self._quick = None
+        carry, self._carry = self._carry, b""
         early, self._early = self._early, None
         if early is not None and early.end_ms == ended.end_ms and early.task is not None:
-            # The pause was the end: what the early turn has done so far counts from now.
-            now = time.monotonic()
-            timings = early.timings
-            timings.speech_end = now
-            for stage in ("stt_done", "first_token", "first_audio", "last_audio"):
-                if (getattr(timings, stage) or now) < now:
-                    setattr(timings, stage, now)
+            # The pause was the end: what the early turn has done so far is heard from now.
+            early.timings.speech_end = time.monotonic()
             early.held.release()
             self._task = early.task
             return
         if early is not None:
             early.discard()
         self._task = asyncio.get_running_loop().create_task(
-            self._run(self._turn, ended, TurnTimings(time.monotonic()), None),
+            self._run(self._turn, ended, carry, TurnTimings(time.monotonic()), None),
             name=f"turn-{self._turn}",
         )
 
     async def _run(
-        self, turn: int, utterance: SpeechPaused | SpeechEnded, timings: TurnTimings, early: _EarlyTurn | None
+        self,
+        turn: int,
+        utterance: SpeechPaused | SpeechEnded,
+        carry: bytes,
+        timings: TurnTimings,
+        early: _EarlyTurn | None,
     ) -> None:
         emit = early.held.emit if early is not None else self._listener.emit
         result = TurnResult()
@@ -188,7 +242,7 @@ class VoiceSession:
                 self._engines,
                 self.conversation,
                 turn=turn,
-                pcm=utterance.pcm,
+                pcm=carry + utterance.pcm,
                 timings=timings,
                 emit=emit,
                 result=result,
@@ -203,7 +257,10 @@ class VoiceSession:
             emit(Error(str(err), "turn_failed"))
         if early is not None and early.discarded:
             return  # the speaker went on: this turn never happened
-        if result.transcript:
+        if result.transcript and not (early is not None and early.continued):
             self.conversation.remember(result.transcript, result.reply.strip())
+            if early is not None:
+                early.remembered = True
+            self._engines.prepare(self.conversation.history_messages())
         reply = result.reply.strip()
         emit(TurnDone(turn, result.transcript, reply, timings, utterance.start_ms, utterance.end_ms, interrupted))

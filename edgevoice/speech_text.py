@@ -1,8 +1,9 @@
 """Cutting a streamed reply into pieces to speak, sans-I/O: feed(text) -> ready pieces, flush() -> the rest.
 
 The first piece goes out at the first clause boundary (a comma, colon, semicolon or dash) once it
-has a few words, so the voice starts before the first sentence is done; later pieces end at
-sentence boundaries, which Piper speaks with better prosody. Markdown the model may emit is
+has a few words, or after first_words words wherever that falls, so the voice starts before the
+first sentence is done; later pieces end at sentence boundaries, which Piper speaks with better
+prosody. Markdown the model may emit is
 dropped, since it would be read aloud.
 """
 
@@ -12,6 +13,7 @@ import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
 _CLAUSE_END = re.compile(r"[,;:—–]\s")
+_WORD = re.compile(r"\S+")
 _ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "approx."})
 _INLINE_MARKUP = re.compile(r"[*_`~]+|\[|\]\([^)]*\)")
 _BLOCK_MARKUP = re.compile(r"[#|<>]+")
@@ -30,8 +32,9 @@ def _speakable(text: str) -> bool:
 
 
 class SpeechChunker:
-    def __init__(self, first_clause_words: int = 3) -> None:
+    def __init__(self, first_clause_words: int = 3, first_words: int = 0) -> None:
         self._first_clause_words = first_clause_words
+        self._first_words = first_words
         self._buffer = ""
         self._pieces_out = 0
 
@@ -54,7 +57,7 @@ class SpeechChunker:
         while True:
             cuts = [self._sentence_cut()]
             if self._pieces_out == 0:
-                cuts.append(self._clause_cut())
+                cuts += [self._clause_cut(), self._word_cut()]
             found = [cut for cut in cuts if cut is not None]
             if not found:
                 return None
@@ -77,4 +80,13 @@ class SpeechChunker:
         for match in _CLAUSE_END.finditer(self._buffer):
             if len(self._buffer[: match.start()].split()) >= self._first_clause_words:
                 return match.end()
+        return None
+
+    def _word_cut(self) -> int | None:
+        """After first_words words, once the next has begun (so the last is whole); None when off."""
+        if self._first_words <= 0:
+            return None
+        for count, match in enumerate(_WORD.finditer(self._buffer), start=1):
+            if count > self._first_words:
+                return match.start()
         return None

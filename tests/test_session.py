@@ -141,11 +141,15 @@ def _index(listener: PlaybackListener, kind: type) -> list[int]:
 
 
 async def test_a_pause_within_the_hangover_stays_one_turn(engines: Engines, espeak: Callable[[str], Samples]) -> None:
-    """Early work starts on the pause, is dropped when speech goes on, and nothing of it is heard."""
+    """Early work starts on the pause, is dropped when speech goes on, and nothing of it is heard.
+
+    The words before the pause end on "of": they do not sound finished, so the pause is not
+    taken for the end even though it is longer than vad.quick_end_ms.
+    """
     config = engines.config.vad
-    assert config.speculate_ms < 320 < config.hangover_ms
-    gap = np.zeros(SAMPLE_RATE * 320 // 1000, dtype=np.float32)
-    clip = np.concatenate([_trimmed(espeak("What is the capital")), gap, _trimmed(espeak("of France?"))])
+    assert config.speculate_ms < config.quick_end_ms < 380 < config.hangover_ms
+    gap = np.zeros(SAMPLE_RATE * 380 // 1000, dtype=np.float32)
+    clip = np.concatenate([_trimmed(espeak("What is the capital of")), gap, _trimmed(espeak("France?"))])
     listener = PlaybackListener(config.frame_ms)
     session = VoiceSession(engines, listener)
     async with asyncio.timeout(120):
@@ -155,12 +159,43 @@ async def test_a_pause_within_the_hangover_stays_one_turn(engines: Engines, espe
     assert not more
     assert isinstance(done, TurnDone)
     assert "capital" in done.transcript.lower()
-    assert len(done.transcript.split()) >= 4  # both halves, not just the words before the pause
+    assert "france" in done.transcript.lower()  # both halves, not just the words before the pause
     assert len(listener.events(Transcript)) == 1
     assert not done.interrupted
     assert len(session.conversation.history) == 1
     (stopped,) = _index(listener, SpeechStopped)
     assert all(i > stopped for kind in (Transcript, ReplyText, ReplyAudio) for i in _index(listener, kind))
+
+
+async def test_a_finished_sounding_pause_ends_the_turn_and_speech_after_it_continues_it(
+    engines: Engines, espeak: Callable[[str], Samples]
+) -> None:
+    """ "What is the capital" sounds finished, so a pause past vad.quick_end_ms ends the turn; when
+    the speaker goes on, the early answer stops and the reply is to the whole sentence."""
+    config = engines.config.vad
+    gap = np.zeros(SAMPLE_RATE * 420 // 1000, dtype=np.float32)
+    clip = np.concatenate([_trimmed(espeak("Set a timer")), gap, _trimmed(espeak("for ten minutes."))])
+    listener = PlaybackListener(config.frame_ms)
+    session = VoiceSession(engines, listener)
+    async with asyncio.timeout(120):
+        await _paced(session, listener, with_silence(clip, 0.4, 1.5))
+    dones = [done for _, done in listener.events(TurnDone) if isinstance(done, TurnDone)]
+    stops = [stop for _, stop in listener.events(SpeechStopped) if isinstance(stop, SpeechStopped)]
+    # The quick end came 300 ms into the 420 ms pause: before the hangover could have ended it.
+    first_stop = stops[0]
+    assert first_stop.end_ms < stops[-1].end_ms
+    assert len(dones) == 2
+    # (Its reply may have been cut by the speaker going on, or have finished already: either way it is dropped.)
+    first = dones[0].transcript.lower()
+    assert first.startswith("set")
+    assert "minutes" not in first
+    # The second turn heard the first one's words again: one exchange, about the whole question.
+    whole = dones[1].transcript.lower()
+    assert whole.startswith("set")
+    assert "minutes" in whole
+    assert len(whole.split()) > len(first.split())
+    assert not dones[1].interrupted
+    assert [said.lower() for said, _ in session.conversation.history] == [whole]
 
 
 async def test_an_early_turn_is_heard_only_once_the_turn_ends(
@@ -181,3 +216,10 @@ async def test_an_early_turn_is_heard_only_once_the_turn_ends(
     assert stages["speculated"] < 0
     assert stages["stt_done"] is not None
     assert stages["stt_done"] >= 0
+    # The engines' own times run from the early start, so they are not clipped at the end of the turn.
+    work = [stages["work_stt_done"], stages["work_first_token"], stages["work_first_audio"]]
+    assert all(value is not None and value > 0 for value in work)
+    assert work == sorted(work)  # type: ignore[type-var]
+    heard = max(0.0, work[2] + stages["speculated"])  # type: ignore[operator]
+    assert stages["first_audio"] is not None
+    assert abs(stages["first_audio"] - heard) <= 0.2  # the same stamp, seen from the end of the turn

@@ -158,3 +158,24 @@ def test_pieces_together_are_the_whole_reply(reply: str) -> None:
 def test_first_clause_is_cut_even_when_the_sentence_end_arrives_in_the_same_delta(reply: str, first: str) -> None:
     assert feed_deltas(reply)[0] == first  # streamed in small deltas, the clause goes first
     assert feed_whole(reply) == feed_deltas(reply)
+
+
+def test_first_words_starts_the_voice_mid_clause() -> None:
+    chunker = SpeechChunker(first_clause_words=3, first_words=4)
+    pieces: list[str] = []
+    for delta in ["Please", " turn", " on", " the", " kitchen", " lights", ".", " Sure", ", I", " will", "."]:
+        pieces += chunker.feed(delta)
+    assert pieces == ["Please turn on the", "kitchen lights."]
+    assert chunker.flush() == ["Sure, I will."]
+
+
+def test_first_words_waits_until_the_last_word_is_whole() -> None:
+    chunker = SpeechChunker(first_clause_words=3, first_words=2)
+    assert chunker.feed("Hello the") == []  # "the" may yet become "there"
+    assert chunker.feed("re friend") == ["Hello there"]
+
+
+def test_first_words_off_waits_for_a_clause_or_sentence() -> None:
+    chunker = SpeechChunker(first_clause_words=3, first_words=0)
+    assert chunker.feed("Please turn on the kitchen lights ") == []
+    assert chunker.feed("now. ") == ["Please turn on the kitchen lights now."]

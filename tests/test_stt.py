@@ -12,6 +12,7 @@ from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.config import Config
 from edgevoice.engines.loaded import Engines
 from edgevoice.engines.stt import WhisperStt, runaway
+from edgevoice.engines.worker import Cancelled, CancelToken
 from edgevoice.models.convert_cmd import convert_whisper
 from edgevoice.models.registry import DEFAULT_STT_SOURCE
 from edgevoice.models.whisper_ggml import WeightType
@@ -79,10 +80,10 @@ def test_decoding_loop_is_retried_with_full_context(
     real_decode = stt._decode
     contexts: list[int] = []
 
-    def looping_when_shortened(clip: Samples, audio_ctx: int) -> str:
+    def looping_when_shortened(clip: Samples, audio_ctx: int, token: CancelToken | None) -> str:
         # What tiny.en does now and then at a short context: the same sentence over and over.
         contexts.append(audio_ctx)
-        text = real_decode(clip, audio_ctx)
+        text = real_decode(clip, audio_ctx, token)
         return f"{text} {text} {text}" if audio_ctx < 1500 else text
 
     monkeypatch.setattr(stt, "_decode", looping_when_shortened)
@@ -103,3 +104,14 @@ def test_decoding_loop_is_retried_with_full_context(
 )
 def test_runaway_detection(text: str, seconds: float, looped: bool) -> None:
     assert runaway(text, seconds) is looped
+
+
+def test_a_cancelled_transcription_raises_instead_of_answering(
+    engines: Engines, espeak: Callable[[str], Samples]
+) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        engines.stt.transcribe(espeak("What is the capital of France?"), token)
+    # The context is fine afterwards.
+    assert "capital" in engines.stt.transcribe(espeak("What is the capital of France?"), CancelToken()).lower()

@@ -88,3 +88,65 @@ async def test_stream_error_reaches_consumer() -> None:
         assert got == [1]
     finally:
         worker.close()
+
+
+def test_call_runs_on_the_engine_thread_and_returns() -> None:
+    worker = EngineWorker("t")
+    try:
+        assert worker.call(threading.current_thread) is not threading.current_thread()
+        assert worker.call(threading.current_thread).name == "edgevoice-t"
+        with pytest.raises(ZeroDivisionError):
+            worker.call(lambda: 1 // 0)
+    finally:
+        worker.close()
+
+
+async def test_a_job_given_up_while_waiting_never_runs() -> None:
+    worker = EngineWorker("t")
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+
+    def block() -> None:
+        started.set()
+        release.wait(5)
+
+    try:
+        running = worker.submit(block)
+        assert await asyncio.to_thread(started.wait, 5)
+        waiting = asyncio.ensure_future(worker.run_cancellable(lambda token: ran.append("late")))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        release.set()
+        await asyncio.wait_for(running, 5)
+        assert await asyncio.wait_for(worker.run(lambda: "next"), 5) == "next"
+        assert ran == []
+    finally:
+        release.set()
+        worker.close()
+
+
+async def test_cancelling_the_caller_cancels_the_running_job() -> None:
+    worker = EngineWorker("t")
+    seen = threading.Event()
+    started = threading.Event()
+
+    def job(token: CancelToken) -> None:
+        started.set()
+        for _ in range(500):
+            if token.cancelled:
+                seen.set()
+                return
+            threading.Event().wait(0.01)
+
+    try:
+        task = asyncio.ensure_future(worker.run_cancellable(job))
+        assert await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(seen.wait, 5)
+    finally:
+        worker.close()

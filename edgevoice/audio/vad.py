@@ -5,8 +5,9 @@ be speech), SPEECH (a turn in progress, ended by hangover_ms of silence or max_u
 
 Within SPEECH, speculate_ms of silence gives SpeechPaused: the turn will probably end, and work
 on it can start while the rest of the hangover runs. If no voice comes back, SpeechEnded follows
-with the same start_ms and end_ms (and the same pcm when speculate_ms >= TAIL_MS; a shorter pause
-keeps less trailing silence); voice that does come back first gives SpeechResumed.
+with the same start_ms and end_ms (and the same pcm when speculate_ms >= TAIL_MS; after a shorter
+pause the last of the trailing silence is digital silence); voice that does come back first gives
+SpeechResumed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from edgevoice.config import VadConfig
 
 _BYTES_PER_SAMPLE = 2
 TAIL_MS = 200
-"""Trailing silence kept on an utterance. A pause of at least this long has the same audio as the end."""
+"""Trailing silence on an utterance, made up with zeros when the pause is shorter."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,18 @@ class Endpointer:
     def in_speech(self) -> bool:
         return self._state is _State.SPEECH
 
+    @property
+    def silence_ms(self) -> int:
+        """Silence since the last voiced frame of the turn in progress; 0 outside a turn."""
+        return self._silent_run * self._config.frame_ms if self._state is _State.SPEECH else 0
+
+    def end_now(self) -> SpeechEnded | None:
+        """End the turn in progress on its current pause (judged to be the end after all); None if
+        there is no such pause. The event matches the SpeechPaused of that pause."""
+        if self._state is not _State.SPEECH or self._silent_run == 0:
+            return None
+        return self._end(truncated=False)
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         self._pending.extend(pcm)
         events: list[VadEvent] = []
@@ -178,9 +191,16 @@ class Endpointer:
         return events
 
     def _trimmed_pcm(self) -> bytes:
-        """The utterance with at most TAIL_MS of its trailing silence: whisper ends words better with some room."""
-        tail = min(self._silent_run, max(1, TAIL_MS // self._config.frame_ms))
-        return b"".join(self._utterance[: len(self._utterance) - self._silent_run + tail])
+        """The utterance and TAIL_MS of silence after it: whisper ends words better with some room.
+
+        The silence heard so far is kept up to TAIL_MS; a shorter pause (an early start) is made up
+        to TAIL_MS with digital silence, so the audio does not stop in the middle of a word's decay.
+        """
+        frames = max(1, TAIL_MS // self._config.frame_ms)
+        tail = min(self._silent_run, frames)
+        kept = self._utterance[: len(self._utterance) - self._silent_run + tail]
+        pad = frames - tail if self._silent_run else 0  # cut mid-word (max_utterance_ms, flush): as heard
+        return b"".join(kept) + bytes(self._frame_bytes * pad)
 
     def _end(self, truncated: bool) -> SpeechEnded:
         cfg = self._config

@@ -8,7 +8,8 @@ for the new turn; warm_up() puts the system prompt in the cache before the first
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from edgevoice.errors import ModelError
 from edgevoice.models.check import check_gguf
 
 _log = logging.getLogger(__name__)
+_PREPARE_BATCH = 16
+"""Tokens read per step when preparing a prompt ahead: about 50 ms here, the longest a turn waits for it."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,14 @@ class LlamaLlm:
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, stop
 
-    def stream_reply(self, messages: Sequence[Message], token: CancelToken) -> Iterator[str]:
-        """Yield reply text pieces as the model produces them; stop at once when token is cancelled."""
+    def stream_reply(
+        self, messages: Sequence[Message], token: CancelToken, may_go: threading.Event | None = None
+    ) -> Iterator[str]:
+        """Yield reply text pieces as the model produces them; stop at once when token is cancelled.
+
+        While may_go is clear the model waits before its next token, leaving the cores to
+        whatever needs them more (the first words of the reply being spoken).
+        """
         token.check()
         prompt, stop = self._format(messages)
         cached = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), prompt)
@@ -106,9 +115,35 @@ class LlamaLlm:
                 stats.reply_tokens += 1
                 if text:
                     yield text
+                while may_go is not None and not may_go.wait(0.05):
+                    token.check()
         finally:
             stream.close()  # type: ignore[union-attr]
             self.last_stats = stats
+
+    def prepare(self, messages: Sequence[Message], should_stop: Callable[[], bool]) -> int:
+        """Read the prompt that the next turn after messages will start with into the KV cache.
+
+        messages end with the user's turn still to come: what every continuation of them shares
+        (the system prompt, the history, the start of the user's message) is evaluated now, while
+        the box is idle, so that turn pays only for its own words. Stops between batches once
+        should_stop() says so (a turn is waiting for the model). Returns the tokens evaluated.
+        """
+        first, _ = self._format([*messages, Message("user", "a")])
+        second, _ = self._format([*messages, Message("user", "b")])
+        shared = first[: self._llama.longest_token_prefix(first, second)]
+        cached = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), shared)
+        if len(shared) + self._config.max_reply_tokens > self._config.context_tokens:
+            return 0  # the turn itself will say why it cannot run
+        self._llama.n_tokens = cached
+        evaluated = 0
+        for start in range(cached, len(shared), _PREPARE_BATCH):
+            if should_stop():
+                break
+            batch = shared[start : start + _PREPARE_BATCH]
+            self._llama.eval(batch)
+            evaluated += len(batch)
+        return evaluated
 
     def warm_up(self, system_prompt: str) -> None:
         """Evaluate the system prompt once so every conversation starts from a cached prefix."""

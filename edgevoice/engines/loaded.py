@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
 
@@ -11,7 +13,7 @@ from edgevoice.config import Config
 from edgevoice.engines.llm import LlamaLlm, Message
 from edgevoice.engines.stt import WhisperStt
 from edgevoice.engines.tts import PiperTts
-from edgevoice.engines.worker import EngineWorker
+from edgevoice.engines.worker import EngineBusy, EngineWorker
 from edgevoice.errors import EdgevoiceError
 from edgevoice.models.registry import Kind, resolve
 
@@ -34,15 +36,25 @@ class Engines:
         stt = WhisperStt(config.stt, resolve(config, Kind.STT).path) if Kind.STT in kinds else None
         llm = LlamaLlm(config.llm, resolve(config, Kind.LLM).path) if Kind.LLM in kinds else None
         tts = PiperTts(config.tts, resolve(config, Kind.TTS).path) if Kind.TTS in kinds else None
+        engines = cls(config, stt, llm, tts)
         if warm:
-            if stt is not None:
-                stt.warm_up()
-            if llm is not None:
-                llm.warm_up(config.llm.system_prompt)
-            if tts is not None:
-                tts.warm_up()
+            try:
+                engines.warm_up()
+            except BaseException:
+                engines.close()
+                raise
         _log.info("engines %s ready in %.1f s", sorted(k.value for k in kinds), time.monotonic() - started)
-        return cls(config, stt, llm, tts)
+        return engines
+
+    def warm_up(self) -> None:
+        """One small job per engine, on the thread that will serve it (see EngineWorker.call)."""
+        stt, llm, tts = self._stt, self._llm, self._tts
+        if stt is not None:
+            self.stt_worker.call(stt.warm_up)
+        if llm is not None:
+            self.llm_worker.call(lambda: llm.warm_up(self.config.llm.system_prompt))
+        if tts is not None:
+            self.tts_worker.call(tts.warm_up)
 
     @property
     def stt(self) -> WhisperStt:
@@ -64,11 +76,23 @@ class Engines:
 
     async def transcribe(self, samples: Samples) -> str:
         stt = self.stt
-        return await self.stt_worker.run(lambda: stt.transcribe(samples))
+        return await self.stt_worker.run_cancellable(lambda token: stt.transcribe(samples, token))
 
-    def reply(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    def reply(self, messages: Sequence[Message], may_go: threading.Event | None = None) -> AsyncIterator[str]:
         llm = self.llm
-        return self.llm_worker.stream(lambda token: llm.stream_reply(messages, token))
+        return self.llm_worker.stream(lambda token: llm.stream_reply(messages, token, may_go))
+
+    def prepare(self, messages: Sequence[Message]) -> None:
+        """Let the language model read the start of the next turn's prompt while it has nothing else
+        to do; it gives way as soon as a turn needs it. Best effort: a busy engine skips it."""
+        llm, worker = self._llm, self.llm_worker
+        if llm is None:
+            return
+        try:
+            pending = worker.submit(lambda: llm.prepare(messages, lambda: worker.waiting > 0))
+        except EngineBusy:
+            return
+        pending.add_done_callback(_log_prepare_failure)
 
     def speech(self, text: str) -> AsyncIterator[Pcm16]:
         tts = self.tts
@@ -77,3 +101,8 @@ class Engines:
     def close(self) -> None:
         for worker in (self.stt_worker, self.llm_worker, self.tts_worker):
             worker.close()
+
+
+def _log_prepare_failure(done: asyncio.Future[int]) -> None:
+    if not done.cancelled() and (err := done.exception()) is not None:
+        _log.warning("preparing the next prompt failed: %s", err)

@@ -12,6 +12,7 @@ from pywhispercpp.model import Model
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.config import SttConfig
+from edgevoice.engines.worker import CancelToken
 from edgevoice.errors import ModelError
 from edgevoice.models.check import check_whisper_ggml
 
@@ -86,22 +87,23 @@ class WhisperStt:
         wanted = max(self._config.audio_ctx_min, math.ceil(frames * self._config.audio_ctx_margin))
         return min(self._max_ctx, -(-wanted // 64) * 64)
 
-    def transcribe(self, samples: Samples) -> str:
+    def transcribe(self, samples: Samples, token: CancelToken | None = None) -> str:
+        """The clip's words; raises Cancelled, part way through, once token is cancelled."""
         clip = screen(samples)
         if clip is None:
             return ""
         audio_ctx = self.audio_ctx_for(clip.size)
-        text = self._decode(clip, audio_ctx)
+        text = self._decode(clip, audio_ctx, token)
         if audio_ctx < self._max_ctx and runaway(text, clip.size / SAMPLE_RATE):
             # A shortened encoder context occasionally sends the decoder into a loop; the full
             # context is slower but does not.
             _log.info(
                 "transcript looked like a decoding loop at audio_ctx %d; retrying at %d", audio_ctx, self._max_ctx
             )
-            text = self._decode(clip, self._max_ctx)
+            text = self._decode(clip, self._max_ctx, token)
         return text
 
-    def _decode(self, clip: Samples, audio_ctx: int) -> str:
+    def _decode(self, clip: Samples, audio_ctx: int, token: CancelToken | None) -> str:
         # Every decode parameter is passed on every call: pywhispercpp keeps keyword arguments
         # from earlier calls, so nothing may be left to a previous turn.
         segments = self._model.transcribe(
@@ -118,7 +120,10 @@ class WhisperStt:
             temperature_inc=0.2,
             greedy={"best_of": 1},
             max_tokens=int(clip.size / SAMPLE_RATE * MAX_TOKENS_PER_SECOND) + 16,
+            abort_callback=None if token is None else lambda: token.cancelled,
         )
+        if token is not None:
+            token.check()  # an aborted decode returns what it had: not a transcript
         text = " ".join(segment.text.strip() for segment in segments)
         return " ".join(_NON_SPEECH.sub(" ", text).split())
 

@@ -7,6 +7,7 @@ consumer falls behind, and stops at its next item once the job is cancelled.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -53,6 +54,8 @@ class _Job(Generic[T]):
         self.future: asyncio.Future[T] = loop.create_future()
 
     def run(self) -> None:
+        if self.future.cancelled():
+            return  # its caller gave up while it waited: nobody wants the work
         try:
             result = self.fn()
         except BaseException as err:  # handed to the awaiting coroutine, which decides
@@ -69,12 +72,26 @@ class _Job(Generic[T]):
             self.future.set_exception(err)
 
 
+class _Call(Generic[T]):
+    """A job whose caller blocks on it from another thread (start-up, not the event loop)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self.fn = fn
+        self.result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run(self) -> None:
+        try:
+            self.result.set_result(self.fn())
+        except BaseException as err:  # re-raised in the caller
+            self.result.set_exception(err)
+
+
 class EngineWorker:
     """A named thread that runs submitted callables one at a time."""
 
     def __init__(self, name: str, max_waiting: int = 8) -> None:
         self.name = name
-        self._jobs: queue.Queue[_Job[object] | None] = queue.Queue(maxsize=max_waiting)
+        self._jobs: queue.Queue[_Job[object] | _Call[object] | None] = queue.Queue(maxsize=max_waiting)
         self._thread = threading.Thread(target=self._loop, name=f"edgevoice-{name}", daemon=True)
         self._busy = False
         self._thread.start()
@@ -109,6 +126,32 @@ class EngineWorker:
 
     async def run(self, fn: Callable[[], T]) -> T:
         return await self.submit(fn)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run fn on the engine thread and block until it is done: for start-up, off the event loop.
+
+        Native engines keep per-thread state made on first use (OpenMP thread pools, allocator
+        arenas); warming them up on the thread that will serve them makes the first turns as fast
+        as the rest, and keeps a second, idle set of pool threads from getting in the way.
+        """
+        if threading.current_thread() is self._thread:
+            return fn()
+        job = _Call(fn)
+        self._jobs.put(job)  # type: ignore[arg-type]
+        return job.result.result()
+
+    async def run_cancellable(self, fn: Callable[[CancelToken], T]) -> T:
+        """Run fn(token) on the engine thread; cancelling the awaiting task cancels the token, so an
+        engine that polls it stops mid-job instead of holding the thread for work nobody will use."""
+        token = CancelToken()
+        pending = self.submit(lambda: fn(token))
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            token.cancel()
+            pending.cancel()  # still waiting: never started
+            pending.add_done_callback(_consume_result)
+            raise
 
     async def stream(self, produce: Callable[[CancelToken], Iterator[T]], window: int = 4) -> AsyncIterator[T]:
         """Iterate produce(token) on the engine thread, yielding its items here as they come.
@@ -167,7 +210,10 @@ class EngineWorker:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
+            if isinstance(job, _Call):
+                dropped += 1
+                job.result.cancel()
+            elif job is not None:
                 dropped += 1
                 with contextlib.suppress(RuntimeError):  # its event loop is already closed
                     job.loop.call_soon_threadsafe(job.future.cancel)

@@ -241,7 +241,9 @@ def test_flush_ends_a_turn_in_progress() -> None:
     ended = events[0]
     assert isinstance(ended, SpeechEnded)
     assert (ended.start_ms, ended.end_ms, ended.decided_ms, ended.truncated) == (400, 1000, 1100, False)
-    assert len(ended.pcm) == (PRE_ROLL_FRAMES + 30 + 5) * FRAME_BYTES
+    # The 100 ms pause heard, made up to TAIL_MS with digital silence.
+    assert len(ended.pcm) == (PRE_ROLL_FRAMES + 30 + TAIL_FRAMES) * FRAME_BYTES
+    assert ended.pcm.endswith(bytes((TAIL_FRAMES - 5) * FRAME_BYTES))
     assert not ep.in_speech
     assert ep.flush() == []
 
@@ -323,3 +325,30 @@ def test_early_starts_are_off_at_zero_or_at_the_hangover() -> None:
     pcm = silence(300) + speech(600) + silence(700)
     for config in (CONFIG, dataclasses.replace(EARLY, speculate_ms=500)):
         assert [type(e) for e in run(pcm, config, flush=False)] == [SpeechStarted, SpeechEnded]
+
+
+def test_a_pause_judged_to_be_the_end_ends_the_turn_at_once() -> None:
+    ep = endpointer(EARLY)
+    events = ep.feed(silence(300) + speech(600) + silence(260))
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused]
+    paused = events[1]
+    assert isinstance(paused, SpeechPaused)
+    assert ep.silence_ms == 260
+    ended = ep.end_now()
+    assert isinstance(ended, SpeechEnded)
+    assert (ended.start_ms, ended.end_ms, ended.pcm) == (paused.start_ms, paused.end_ms, paused.pcm)
+    assert ended.decided_ms == 300 + 600 + 260
+    assert not ended.truncated
+    # The turn is over: silence goes on without a second end, and new speech is a new turn.
+    assert ep.silence_ms == 0
+    assert ep.end_now() is None
+    assert ep.feed(silence(600)) == []
+    assert [type(e) for e in ep.feed(speech(400))] == [SpeechStarted]
+
+
+def test_no_pause_no_early_end() -> None:
+    ep = endpointer(EARLY)
+    assert ep.end_now() is None  # no turn
+    ep.feed(silence(300) + speech(600))
+    assert ep.silence_ms == 0
+    assert ep.end_now() is None  # mid-word

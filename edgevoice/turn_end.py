@@ -1,0 +1,38 @@
+"""Whether a transcript sounds like a finished turn, sans-I/O.
+
+A turn whose words already sound finished can end on a shorter pause than one that stops on
+"and" or "the": the speaker is drawing breath, not done. Judging wrongly one way costs only the
+usual wait; the other way, it answers someone mid-sentence, so the words that mark an unfinished
+turn are many.
+"""
+
+from __future__ import annotations
+
+_UNFINISHED_ENDINGS = (",", ";", ":", "-", "—", "–", "...", "…")
+# fmt: off
+_CONTINUING_WORDS = frozenset({
+    # conjunctions and linking words
+    "and", "or", "but", "so", "because", "cause", "if", "then", "than", "that", "which", "who", "whom",
+    "whose", "where", "when", "while", "whether", "as", "also", "plus", "like", "although", "though",
+    "unless", "until", "since",
+    # articles, determiners and possessives
+    "a", "an", "the", "this", "these", "those", "my", "your", "our", "their", "his", "her", "its", "some",
+    "any", "every", "each", "no",
+    # prepositions
+    "to", "of", "for", "with", "without", "from", "in", "on", "at", "by", "about", "into", "onto", "over",
+    "under", "after", "before", "between", "through",
+    # hesitations
+    "um", "uh", "er", "erm", "hmm", "mm", "ah", "eh", "well",
+})
+# fmt: on
+
+
+def sounds_finished(text: str) -> bool:
+    """True unless the transcript is empty or ends the way an unfinished sentence does."""
+    words = text.strip()
+    if not words:
+        return False
+    if words.endswith(_UNFINISHED_ENDINGS):
+        return False
+    last = words.split()[-1].strip(".!?\"'()[]").lower()
+    return bool(last) and last not in _CONTINUING_WORDS
