@@ -94,6 +94,7 @@ async def run_turn(
     speaker = asyncio.create_task(
         _speak(engines, turn, pieces, timings, emit, llm_may_go=llm_may_go), name=f"speak-{turn}"
     )
+    speaker.add_done_callback(lambda _: llm_may_go.set())  # a voice that failed holds nothing back
     chunker = SpeechChunker(engines.config.tts.first_clause_words, engines.config.tts.first_words)
     try:
         async for delta in engines.reply(messages, llm_may_go):
@@ -102,6 +103,8 @@ async def run_turn(
             result.reply += delta
             emit(ReplyText(turn, delta))
             for piece in chunker.feed(delta):
+                if speaker.done():
+                    await speaker  # it failed: its error ends the turn
                 if timings.first_audio is None and pieces.empty():
                     llm_may_go.clear()
                 await pieces.put(piece)

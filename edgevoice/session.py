@@ -172,8 +172,9 @@ class VoiceSession:
             return
         ended = self._endpointer.end_now()
         if ended is not None:
+            heard = self._carry + ended.pcm  # _end_turn hands the carry to this turn and clears it
             self._end_turn(ended)
-            self._quick = (early, ended.decided_ms, self._carry + ended.pcm)
+            self._quick = (early, ended.decided_ms, heard)
 
     def _continue_if_resumed(self, started: SpeechStarted) -> None:
         """Speech soon after a turn ended on a short pause continues that turn: it was not over.

@@ -135,12 +135,12 @@ class LlamaLlm:
         cached = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), shared)
         if len(shared) + self._config.max_reply_tokens > self._config.context_tokens:
             return 0  # the turn itself will say why it cannot run
-        self._llama.n_tokens = cached
         evaluated = 0
         for start in range(cached, len(shared), _PREPARE_BATCH):
             if should_stop():
                 break
             batch = shared[start : start + _PREPARE_BATCH]
+            self._llama.n_tokens = start  # keep the cached prefix, drop what followed it
             self._llama.eval(batch)
             evaluated += len(batch)
         return evaluated
