@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgevoice import protocol
-from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadEvent
+from edgevoice.audio.vad import TAIL_MS, Endpointer, SpeechEnded, SpeechPaused, SpeechResumed, SpeechStarted, VadEvent
 from edgevoice.config import Config, VadConfig, load_config
 from edgevoice.connection import Connection
 from edgevoice.conversations import RESERVED_CONVERSATIONS, ConversationStore
@@ -115,11 +115,13 @@ class _EventChecker:
         assert pcm
         assert len(pcm) % 2 == 0
         assert len(pcm) % self.frame_bytes == 0
-        # The utterance holds the voiced span, and at most the pre-roll before it.
+        # The utterance holds the voiced span, at most the pre-roll before it, and at most TAIL_MS
+        # of digital silence after it, which makes up a pause shorter than that.
         frame_ms = self.config.frame_ms
         assert len(pcm) // BYTES_PER_MS >= end_ms - start_ms
         pre_roll = self.config.pre_roll_ms // frame_ms * frame_ms
-        assert len(pcm) // BYTES_PER_MS <= decided_ms - start_ms + pre_roll
+        padding = max(1, TAIL_MS // frame_ms) * frame_ms
+        assert len(pcm) // BYTES_PER_MS <= decided_ms - start_ms + pre_roll + padding
 
 
 def _drive(endpointer: Endpointer, config: VadConfig, chunks: list[bytes]) -> _EventChecker:
