@@ -10,6 +10,11 @@ A turn starts early, on the endpointer's pause (vad.speculate_ms of silence): tr
 reply and speech run while the rest of the hangover passes, with everything they say held
 back. When the turn really ends, the held events go out at once and the turn carries on live;
 when the speaker goes on instead, the early work is cancelled and forgotten, unheard.
+
+The turn really ends after the hangover, or sooner, after vad.quick_end_ms, when the early
+transcript already sounds finished (edgevoice.turn_end). Speech that starts within a hangover of
+such a quick end continues that turn: its answer stops and is not remembered, and its audio is
+heard again at the start of the next turn, so the reply is to the whole sentence.
 """
 
 from __future__ import annotations
