@@ -263,10 +263,12 @@ class VoiceSession:
             emit(Error(str(err), "turn_failed"))
         if early is not None and early.discarded:
             return  # the speaker went on: this turn never happened
-        if result.transcript and not (early is not None and early.continued):
+        remember = bool(result.transcript) and not (early is not None and early.continued)
+        if remember:
             self.conversation.remember(result.transcript, result.reply.strip())
             if early is not None:
                 early.remembered = True
-            self._engines.prepare(self.conversation.history_messages())
         reply = result.reply.strip()
         emit(TurnDone(turn, result.transcript, reply, timings, utterance.start_ms, utterance.end_ms, interrupted))
+        if remember:
+            self._engines.prepare(self.conversation.history_messages())

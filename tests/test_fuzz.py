@@ -431,7 +431,7 @@ async def _run_connection(config: Config, directory: Path, script: list[_Message
     loop.set_exception_handler(lambda _loop, context: problems.append(str(context.get("exception", context))))
     ws = _FakeSocket(script)
     store = ConversationStore(directory, config.llm.system_prompt, config.llm.history_turns, 4)
-    engines: Any = types.SimpleNamespace(config=config)
+    engines: Any = types.SimpleNamespace(config=config, prepare=lambda _messages: None)
     connection = Connection(ws, engines, store, "fuzzbox", lambda _id, _connection: None)  # type: ignore[arg-type]
     async with asyncio.timeout(20):
         await connection.run()
