@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import queue
 import threading
@@ -48,42 +47,21 @@ class CancelToken:
 
 
 class _Job(Generic[T]):
-    def __init__(self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop) -> None:
-        self.fn = fn
-        self.loop = loop
-        self.future: asyncio.Future[T] = loop.create_future()
-
-    def run(self) -> None:
-        if self.future.cancelled():
-            return  # its caller gave up while it waited: nobody wants the work
-        try:
-            result = self.fn()
-        except BaseException as err:  # handed to the awaiting coroutine, which decides
-            self.loop.call_soon_threadsafe(self._fail, err)
-        else:
-            self.loop.call_soon_threadsafe(self._succeed, result)
-
-    def _succeed(self, result: T) -> None:
-        if not self.future.done():
-            self.future.set_result(result)
-
-    def _fail(self, err: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(err)
-
-
-class _Call(Generic[T]):
-    """A job whose caller blocks on it from another thread (start-up, not the event loop)."""
+    """fn, to run on the engine thread; its result is a thread-safe future that async callers wrap."""
 
     def __init__(self, fn: Callable[[], T]) -> None:
         self.fn = fn
         self.result: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run(self) -> None:
+        if not self.result.set_running_or_notify_cancel():
+            return  # its caller gave up while it waited: nobody wants the work
         try:
-            self.result.set_result(self.fn())
-        except BaseException as err:  # re-raised in the caller
+            value = self.fn()
+        except BaseException as err:  # handed to the caller, which decides
             self.result.set_exception(err)
+        else:
+            self.result.set_result(value)
 
 
 class EngineWorker:
@@ -91,7 +69,7 @@ class EngineWorker:
 
     def __init__(self, name: str, max_waiting: int = 8) -> None:
         self.name = name
-        self._jobs: queue.Queue[_Job[object] | _Call[object] | None] = queue.Queue(maxsize=max_waiting)
+        self._jobs: queue.Queue[_Job[object] | None] = queue.Queue(maxsize=max_waiting)
         self._thread = threading.Thread(target=self._loop, name=f"edgevoice-{name}", daemon=True)
         self._busy = False
         self._thread.start()
@@ -117,12 +95,14 @@ class EngineWorker:
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue fn for the engine thread; raise EngineBusy at once if too many jobs wait."""
-        job = _Job(fn, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        job = _Job(fn)
         try:
             self._jobs.put_nowait(job)  # type: ignore[arg-type]
         except queue.Full:
             raise EngineBusy(f"the {self.name} engine is busy ({self._jobs.maxsize} requests waiting)") from None
-        return job.future
+        # Cancelling the asyncio future cancels the job too, if it has not started.
+        return asyncio.wrap_future(job.result, loop=loop)
 
     async def run(self, fn: Callable[[], T]) -> T:
         return await self.submit(fn)
@@ -136,7 +116,7 @@ class EngineWorker:
         """
         if threading.current_thread() is self._thread:
             return fn()
-        job = _Call(fn)
+        job = _Job(fn)
         self._jobs.put(job)  # type: ignore[arg-type]
         return job.result.result()
 
@@ -149,7 +129,7 @@ class EngineWorker:
             return await asyncio.shield(pending)
         except asyncio.CancelledError:
             token.cancel()
-            pending.cancel()  # still waiting: never started
+            pending.cancel()  # still waiting: it never starts
             pending.add_done_callback(_consume_result)
             raise
 
@@ -210,13 +190,9 @@ class EngineWorker:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(job, _Call):
+            if job is not None:
                 dropped += 1
-                job.result.cancel()
-            elif job is not None:
-                dropped += 1
-                with contextlib.suppress(RuntimeError):  # its event loop is already closed
-                    job.loop.call_soon_threadsafe(job.future.cancel)
+                job.result.cancel()  # reaches an awaiting caller through its loop, if that still runs
         if dropped:
             _log.info("engine %s closed: %d waiting jobs dropped", self.name, dropped)
         self._jobs.put(None)
