@@ -17,6 +17,7 @@ from edgevoice.config import Config, load_config
 from edgevoice.engines.loaded import Engines
 from edgevoice.models.registry import default_stt_path
 from edgevoice.server import Server
+from tests.server.wire import serving_with
 
 SENTENCES = [
     "What is the capital of France?",
@@ -53,12 +54,8 @@ def server_config(config: Config, tmp_path: Path) -> Config:
 @pytest.fixture
 async def server(server_config: Config, engines: Engines) -> AsyncIterator[Server]:
     """A real daemon on 127.0.0.1, a free port, sharing the session's loaded engines."""
-    running = Server(server_config, engines)
-    await running.start("127.0.0.1", 0)
-    try:
+    async with serving_with(server_config, engines) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 def _espeak(text: str, out: Path) -> Samples:
