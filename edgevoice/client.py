@@ -112,6 +112,8 @@ async def _main_until_signal(options: ClientOptions) -> int:
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
+        # No signal handlers on Windows loops (NotImplementedError) or off the main thread
+        # (RuntimeError): Ctrl-C then ends the client through KeyboardInterrupt as usual.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, on_signal)
     try:
