@@ -99,11 +99,17 @@ function renderWaterfall(turns) {
   );
 }
 
+/** The wait a person feels: from the last voiced audio the box heard (turns logged before it was
+ * recorded: from the end-of-turn decision). */
+export function feltFirstAudio(turn) {
+  return turn.timings_ms.felt_first_audio ?? turn.timings_ms.first_audio ?? null;
+}
+
 function renderPercentiles(turns) {
-  const timed = turns.filter((t) => t.timings_ms.first_audio !== null && t.timings_ms.first_audio !== undefined);
+  const timed = turns.filter((t) => feltFirstAudio(t) !== null);
   const points = timed.map((t, i) => {
-    const window = timed.slice(Math.max(0, i + 1 - PERCENTILE_WINDOW), i + 1).map((w) => w.timings_ms.first_audio);
-    return { at: t.at, value: t.timings_ms.first_audio, p50: percentile(window, 0.5), p95: percentile(window, 0.95) };
+    const window = timed.slice(Math.max(0, i + 1 - PERCENTILE_WINDOW), i + 1).map(feltFirstAudio);
+    return { at: t.at, value: feltFirstAudio(t), p50: percentile(window, 0.5), p95: percentile(window, 0.95) };
   });
   const data = [points.map((p) => p.at), points.map((p) => p.value), points.map((p) => p.p50), points.map((p) => p.p95)];
   draw("percentiles", percentileOptions, data);

@@ -1,5 +1,6 @@
 // The live conversation feed: Server-Sent Events from /api/events, one entry per turn, newest first.
 import { clock, el, ms, shortId } from "./dash-format.js";
+import { ProtocolError, parseFeedMessage } from "./protocol.js";
 
 export const FEED_LIMIT = 50;
 
@@ -44,14 +45,18 @@ function show(message, entries) {
   const entry = entryFor(message, entries);
   if (message.type === "speech_started") {
     entry.state.textContent = "speech started";
+  } else if (message.type === "partial_transcript") {
+    entry.state.textContent = "hearing…";
+    labelled(entry.said, "Hearing: ", `${message.text}…`);
   } else if (message.type === "transcript") {
     entry.state.textContent = "heard, replying…";
     labelled(entry.said, "Heard: ", message.text);
   } else if (message.type === "turn_done") {
-    const firstAudio = message.timings?.first_audio;
+    const firstAudio = message.timings?.felt_first_audio ?? message.timings?.first_audio;
+    const by = message.intent ? ` (skill ${message.intent})` : "";
     entry.state.textContent = message.interrupted
       ? "interrupted"
-      : `done, first audio after ${ms(firstAudio)}`;
+      : `done, first audio after ${ms(firstAudio)}${by}`;
     entry.li.classList.toggle("interrupted", Boolean(message.interrupted));
     entry.li.classList.add("done");
     // Text is null when the box is configured not to store what was said.
@@ -60,8 +65,11 @@ function show(message, entries) {
   }
 }
 
-/** Subscribe to the feed; onTurnDone runs after each finished turn. EventSource reconnects by itself. */
-export function startFeed(onTurnDone) {
+/**
+ * Subscribe to the feed; onTurnDone runs after each finished turn, onTimer after each timer event
+ * (a timer set, changed, rung or gone). EventSource reconnects by itself.
+ */
+export function startFeed(onTurnDone, onTimer = () => {}) {
   const entries = new Map();
   const state = document.getElementById("feed-state");
   const source = new EventSource("/api/events");
@@ -69,12 +77,27 @@ export function startFeed(onTurnDone) {
   source.addEventListener("error", () => {
     state.textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting…";
   });
-  for (const type of ["speech_started", "transcript", "turn_done"]) {
+  for (const type of ["speech_started", "partial_transcript", "transcript", "turn_done"]) {
     source.addEventListener(type, (event) => {
-      const message = JSON.parse(event.data);
+      let message;
+      try {
+        message = parseFeedMessage(event.data);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        console.warn(`edgevoice: ignored a feed entry: ${err.message}`);
+        return;
+      }
       show(message, entries);
       if (type === "turn_done") onTurnDone(message);
     });
   }
+  source.addEventListener("timer", (event) => {
+    try {
+      onTimer(parseFeedMessage(event.data));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      console.warn(`edgevoice: ignored a feed entry: ${err.message}`);
+    }
+  });
   return source;
 }

@@ -1,10 +1,14 @@
-// The dashboard: status polled from /healthz and /api/status, the live feed from /api/events,
+// The dashboard: status polled from /healthz and /api/status (with the timers), the shopping list
+// from /api/list, the live feed from /api/events,
 // and latency charts from /api/turns, refreshed after each finished turn. A banner names the
-// models that failed to load while the box is degraded.
+// models that failed to load while the box is degraded. Paired devices, and the certificate's
+// fingerprint, from /api/devices.
 import { renderLatency, watchLayout } from "./dash-charts.js";
 import { showModelHealth } from "./dash-banner.js";
+import { refreshDevices } from "./dash-devices.js";
 import { startFeed } from "./dash-feed.js";
 import { basename, bytes, duration, el } from "./dash-format.js";
+import { showList, showTimers } from "./dash-skills.js";
 
 const STATUS_EVERY_MS = 3000;
 const TURNS_EVERY_MS = 15000;
@@ -20,15 +24,21 @@ async function getJson(url, alsoOk = []) {
   return response.json();
 }
 
-function showEngines(engines) {
+function showEngines(engines, locations = {}) {
   const list = document.getElementById("engines");
   const names = Object.keys(engines);
   if (!names.length) { list.replaceChildren(el("li", "not loaded")); return; }
   list.replaceChildren(...names.map((name) => {
     const { state, waiting } = engines[name];
-    const item = el("li", null, `engine ${state}`);
-    item.append(el("span", name, "engine-name"), el("span", state, "engine-state"));
+    const { location, url, ok, reason } = locations[name] || {};
+    const down = ok === false;
+    const item = el("li", null, `engine ${down ? "down" : state}`);
+    item.append(el("span", name, "engine-name"), el("span", down ? "down" : state, "engine-state"));
     item.append(el("span", waiting ? `${waiting} waiting` : "no queue", "engine-queue"));
+    // Where it runs: on this box, or on a server on the LAN (and why that server does not answer).
+    const where = el("span", location === "remote" ? url : "on this box", "engine-where");
+    if (down) where.title = reason;
+    item.append(where);
     return item;
   }));
 }
@@ -69,8 +79,10 @@ async function refreshStatus() {
     const turns = status.turns;
     field("turns-recorded", `${turns.recorded}` + (turns.dropped || turns.failed
       ? ` (${turns.dropped} dropped, ${turns.failed} failed)` : ""));
-    showEngines(status.engines);
+    showEngines(status.engines, status.engine_locations);
     showModels(status.models);
+    showTimers(status.timers);
+    showList((await getJson("/api/list")).items);
   } catch (err) {
     field("state", `unreachable (${err.message ?? err})`);
   }
@@ -88,8 +100,9 @@ function refreshTurns() {
 }
 
 watchLayout();
-startFeed(() => { refreshTurns(); refreshStatus(); });
+startFeed(() => { refreshTurns(); refreshStatus(); }, () => refreshStatus());
 refreshStatus();
 refreshTurns();
+refreshDevices().catch(() => {});
 setInterval(refreshStatus, STATUS_EVERY_MS);
 setInterval(refreshTurns, TURNS_EVERY_MS);

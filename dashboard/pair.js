@@ -21,7 +21,10 @@ form.addEventListener("submit", async (event) => {
       credentials: "same-origin",
       cache: "no-store",
     });
-    result.textContent = messages[response.status] ?? `The box answered ${response.status}.`;
+    const reply = await response.json().catch(() => ({}));
+    // 403 "insecure": the box will not take the token over plain HTTP from the network
+    result.textContent = (response.status === 403 && reply.error === "insecure" ? reply.message : null)
+      ?? messages[response.status] ?? `The box answered ${response.status}.`;
     if (response.ok) input.value = "";
   } catch (err) {
     result.textContent = `Cannot reach the box: ${err}`;

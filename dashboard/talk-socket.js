@@ -2,18 +2,23 @@
 //
 // One WebSocket, opened by start() and reopened with exponential backoff when it drops; the
 // conversation id from `ready` is kept in localStorage so a reload or a reconnect resumes it.
-// Frames go out with the uint32 sequence header; reply audio frames come in with the 16-byte one.
+// What goes over the wire, both ways, is read and written by protocol.js.
 
-const PROTOCOL_VERSION = 1;
+import {
+  CLOSE_TAKEN_OVER,
+  ProtocolError,
+  clientAudioFrame,
+  helloText,
+  parseServerAudio,
+  parseServerText,
+} from "./protocol.js";
+
 export const SEND_RATE = 16000;
 const CLIENT_NAME = "browser";
 const CONVERSATION_KEY = "edgevoice.conversation";
-const CLIENT_HEADER_BYTES = 4;
-const SERVER_HEADER_BYTES = 16;
 const MAX_BUFFERED_BYTES = 64 * 1024; // ~2 s of 16 kHz audio unsent: drop frames, never queue without bound
 const BACKOFF_FIRST_S = 1;
 const BACKOFF_MAX_S = 30;
-const CLOSE_TAKEN_OVER = 4001;
 // Retrying cannot fix these: the page says what to do instead (pairing, for unauthorized).
 const PERMANENT_ERRORS = new Set(["unsupported_protocol", "bad_sample_rate", "unauthorized", "rate_limited"]);
 
@@ -49,9 +54,10 @@ function socketUrl() {
 /**
  * The protocol side of the page. `handlers` are called back:
  * - opening(): a new socket is about to be opened
- * - event(event): a parsed server event (`ready` already applied to the connection)
+ * - event(event): a checked server message (protocol.js; `ready` already applied to the connection)
  * - audio(turn, sampleRate, pcm): a well-formed reply audio frame
  * - takenOver(): another window took the conversation; no reconnect until reconnectNow()
+ * - unusable(reason): the box speaks a protocol this page cannot follow; no reconnect until reconnectNow()
  * - changed(): the connection's state changed
  */
 export class Connection {
@@ -92,9 +98,7 @@ export class Connection {
     ws.binaryType = "arraybuffer";
     this.socket = ws;
     ws.addEventListener("open", () => {
-      const hello = { type: "hello", protocol: PROTOCOL_VERSION, sample_rate: SEND_RATE, client: CLIENT_NAME };
-      if (this.conversation) hello.conversation = this.conversation;
-      ws.send(JSON.stringify(hello));
+      ws.send(helloText(SEND_RATE, CLIENT_NAME, this.conversation));
     });
     ws.addEventListener("message", (event) => {
       if (ws !== this.socket) return;
@@ -148,11 +152,7 @@ export class Connection {
   sendAudio(pcm) {
     const socket = this.socket;
     if (!socket || !this.connected || socket.bufferedAmount > MAX_BUFFERED_BYTES) return false;
-    const frame = new Uint8Array(CLIENT_HEADER_BYTES + pcm.byteLength);
-    new DataView(frame.buffer).setUint32(0, this.sendSeq, true);
-    // Int16Array is in the platform's byte order, little-endian on every platform browsers run on.
-    frame.set(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), CLIENT_HEADER_BYTES);
-    socket.send(frame.buffer);
+    socket.send(clientAudioFrame(this.sendSeq, pcm));
     this.sendSeq = (this.sendSeq + 1) >>> 0;
     return true;
   }
@@ -160,8 +160,17 @@ export class Connection {
   onText(text) {
     let event;
     try {
-      event = JSON.parse(text);
-    } catch {
+      event = parseServerText(text);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      if (err.fatal) {
+        this.halted = true;
+        this.socket.close(1000);
+        this.handlers.unusable(err.message);
+      } else if (err.code !== "unknown_type") {
+        // Unknown types are a newer box's additions, ignored; anything else is worth a note.
+        console.warn(`edgevoice: ignored a message from the box: ${err.message}`);
+      }
       return;
     }
     if (event.type === "ready") {
@@ -179,10 +188,7 @@ export class Connection {
   }
 
   onBinary(data) {
-    if (data.byteLength < SERVER_HEADER_BYTES || (data.byteLength - SERVER_HEADER_BYTES) % 2) return;
-    const header = new DataView(data, 0, SERVER_HEADER_BYTES);
-    const turn = header.getUint32(0, true);
-    const sampleRate = header.getUint32(8, true);
-    this.handlers.audio(turn, sampleRate, new Int16Array(data, SERVER_HEADER_BYTES));
+    const frame = parseServerAudio(data);
+    if (frame) this.handlers.audio(frame.turn, frame.sampleRate, frame.pcm);
   }
 }

@@ -2,9 +2,11 @@
 //
 // This module is the page: its elements, its state and what it shows. The parts are
 //   talk-socket.js   the connection: hello, sequence-numbered frames, reconnect, conversation id
+//   protocol.js      every message read and written as docs/protocol.md says, checked
 //   talk-capture.js  the microphone through capture-worklet.js (16 kHz Int16 frames)
 //   talk-player.js   reply audio scheduled back to back on the AudioContext clock
 //   talk-log.js      the conversation log
+//   talk-timers.js   the timer card: this conversation's timers counting down, a ringing one's line
 //
 // window.edgevoiceTalk holds live counters for diagnostics (and the browser test).
 
@@ -12,6 +14,7 @@ import { Capture, microphoneProblem } from "./talk-capture.js";
 import { ConversationLog } from "./talk-log.js";
 import { Player } from "./talk-player.js";
 import { Connection, isPermanentError, SEND_RATE } from "./talk-socket.js";
+import { TimerCard } from "./talk-timers.js";
 
 const TIMINGS_SHOWN_MS = 10000;
 // Firefox never settles AudioContext.resume() when the system has no audio output: fail visibly.
@@ -56,6 +59,7 @@ const ui = {
   timings: $("timings"),
   log: $("log"),
 };
+const timerCard = new TimerCard($("timers-card"), $("timers"));
 
 const STATUS_TEXT = {
   connecting: "Connecting…",
@@ -75,6 +79,10 @@ const connection = new Connection({
   audio: onAudio,
   takenOver: () => {
     fail("this conversation was opened in another window; press Talk to take it back");
+    stopTalking();
+  },
+  unusable: (reason) => {
+    fail(`cannot talk to this box: ${reason}`);
     stopTalking();
   },
   changed: render,
@@ -125,6 +133,7 @@ function onEvent(event) {
     case "ready":
       activeTurn = null;
       log.newConnection();
+      timerCard.clear();
       if (player) player.newConnection();
       diagnostics.conversation = event.conversation;
       showNotice(event.resumed ? "Resumed the earlier conversation." : "");
@@ -139,6 +148,9 @@ function onEvent(event) {
       break;
     case "speech_stopped":
       detailText = "thinking";
+      break;
+    case "partial_transcript":
+      ui.liveTranscript.textContent = `${event.text}…`;
       break;
     case "transcript": {
       keep(diagnostics.transcripts, event.text);
@@ -179,6 +191,9 @@ function onEvent(event) {
     case "gap":
       diagnostics.gaps += event.missing;
       break;
+    case "timer":
+      timerCard.update(event); // a ring's chime and line come as audio of a turn of their own
+      break;
     default:
       return; // reply_audio_start/end, bye, and types a newer server adds
   }
@@ -208,14 +223,18 @@ function finishTurn(event) {
 }
 
 function showTimings(timings) {
+  // Stages count from the end-of-turn decision; `decided` is how long after the last voiced audio
+  // that came, so adding it gives what the speaker waited.
+  const heard = typeof timings.decided === "number" ? timings.decided : 0;
   const parts = [
+    ["turn over", typeof timings.decided === "number" ? 0 : null],
     ["transcribed", timings.stt_done],
     ["first word", timings.first_token],
     ["first audio", timings.first_audio],
     ["reply done", timings.last_audio],
   ]
     .filter(([, ms]) => typeof ms === "number")
-    .map(([name, ms]) => `${name} ${Math.round(ms)} ms`);
+    .map(([name, ms]) => `${name} ${Math.round(ms + heard)} ms`);
   if (parts.length === 0) return;
   ui.timings.textContent = `After you stopped speaking: ${parts.join(" · ")}`;
   ui.timings.hidden = false;
@@ -266,11 +285,12 @@ async function startTalking() {
   }
 }
 
-// Stop means stop: the microphone goes off, and a turn under way or a reply still playing is cut.
+// Stop means stop: the microphone goes off, a turn under way or a reply still playing is cut, and
+// a timer of this conversation that rings stops ringing (the server stops it on `interrupt`).
 function stopTalking() {
   if (capture) capture.stop();
   const playing = Boolean(player && player.playing);
-  if (activeTurn !== null || playing) {
+  if (activeTurn !== null || playing || timerCard.ringing) {
     if (player && activeTurn !== null) player.cut(activeTurn);
     else if (player) player.stop();
     connection.send({ type: "interrupt" });

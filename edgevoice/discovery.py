@@ -13,15 +13,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import ifaddr
 from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf import Error as ZeroconfError
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from edgevoice.errors import EdgevoiceError
+from edgevoice.fingerprint import normalize
+from edgevoice.server.identity import dns_label, host_name, interface_addresses
 
 SERVICE_TYPE = "_edgevoice._tcp.local."
 HTTP_SERVICE_TYPE = "_http._tcp.local."
+WYOMING_SERVICE_TYPE = "_wyoming._tcp.local."
+"""Home Assistant's Wyoming integration discovers voice services by this type."""
 
 _WILDCARDS = ("", "0.0.0.0", "::")
 _RESOLVE_TIMEOUT_MS = 1000
@@ -63,6 +66,8 @@ class Box:
     ws_path: str
     dashboard_path: str
     secure: bool
+    fingerprint: str | None = None
+    """The SHA-256 fingerprint of the box's certificate, as advertised (TXT "fp"); None when not advertised."""
 
     def url(self) -> str:
         if not self.addresses:
@@ -73,7 +78,8 @@ class Box:
 
 
 class Advertiser:
-    """Announces the box as _edgevoice._tcp (the WebSocket) and _http._tcp (the dashboard)."""
+    """Announces the box as _edgevoice._tcp (the WebSocket), _http._tcp (the dashboard) and, when it serves
+    Wyoming (wyoming_port), _wyoming._tcp."""
 
     def __init__(
         self,
@@ -85,8 +91,10 @@ class Advertiser:
         ws_path: str = "/ws",
         dashboard_path: str = "/",
         secure: bool = False,
+        wyoming_port: int = 0,
+        fingerprint: str = "",
     ) -> None:
-        self._name = name.strip() or socket.gethostname().split(".")[0]
+        self._name = name.strip() or host_name()
         # a DNS label holds 63 bytes, and zeroconf appends "-2" and so on when the name is taken
         if len(self._name.encode()) > 60:
             raise EdgevoiceError(f"box name {self._name!r} is too long for mDNS: at most 60 bytes")
@@ -98,6 +106,8 @@ class Advertiser:
         server = _server_name(self._name)
         tls = "1" if secure else "0"
         txt = {"protocol": str(protocol), "ws": ws_path, "dashboard": dashboard_path, "box": self._name, "tls": tls}
+        if fingerprint:
+            txt["fp"] = fingerprint  # the certificate's SHA-256: a client pins it on first use
         self._infos = [
             AsyncServiceInfo(SERVICE_TYPE, f"{self._name}.{SERVICE_TYPE}", port=port, properties=txt, server=server),
             AsyncServiceInfo(
@@ -108,6 +118,12 @@ class Advertiser:
                 server=server,
             ),
         ]
+        if wyoming_port:
+            self._infos.append(
+                AsyncServiceInfo(
+                    WYOMING_SERVICE_TYPE, f"{self._name}.{WYOMING_SERVICE_TYPE}", port=wyoming_port, server=server
+                )
+            )
         self._zeroconf: AsyncZeroconf | None = None
 
     @property
@@ -125,7 +141,10 @@ class Advertiser:
         # zeroconf notices a taken name from the answers to its probes, which come by unicast to port 5353; another
         # mDNS stack on this machine (avahi) may be handed them instead. Answers to QM queries come by multicast.
         watcher = AsyncServiceBrowser(
-            zeroconf.zeroconf, [SERVICE_TYPE, HTTP_SERVICE_TYPE], handlers=[_ignore], question_type=DNSQuestionType.QM
+            zeroconf.zeroconf,
+            [info.type for info in self._infos],
+            handlers=[_ignore],
+            question_type=DNSQuestionType.QM,
         )
         try:
             try:
@@ -199,7 +218,9 @@ def _box_from_info(info: AsyncServiceInfo) -> Box | None:
     if tls not in ("0", "1") or not addresses or not info.port:
         return None
     name = info.name[: -len(SERVICE_TYPE) - 1]
-    return Box(name, tuple(addresses), info.port, int(protocol), ws_path, dashboard_path, tls == "1")
+    advertised = txt.get("fp")
+    fingerprint = normalize(advertised) if advertised else None
+    return Box(name, tuple(addresses), info.port, int(protocol), ws_path, dashboard_path, tls == "1", fingerprint)
 
 
 def format_boxes(boxes: Sequence[Box]) -> str:
@@ -225,15 +246,6 @@ def _address_rank(address: str) -> tuple[bool, bool, int]:
     return (ip.is_loopback, ip.is_link_local, ip.version)
 
 
-def interface_addresses() -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int | None]]:
-    """Every address of every network interface of this machine, with the interface's index."""
-    return [
-        (ipaddress.ip_address(ip.ip if isinstance(ip.ip, str) else ip.ip[0]), adapter.index)
-        for adapter in ifaddr.get_adapters()
-        for ip in adapter.ips
-    ]
-
-
 def _advertised_addresses(host: str) -> list[str]:
     if host not in _WILDCARDS:
         return [_parse_address(host)]
@@ -250,8 +262,8 @@ def _server_name(name: str) -> str:
     except (OSError, UnicodeDecodeError):
         seed = ""
     tag = hashlib.sha256((seed or f"{uuid.getnode():x}").encode()).hexdigest()[:6]
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:40] or "edgevoice"
-    return f"{label}-{tag}.local."  # the tag keeps two boxes with one name from claiming the same host name
+    # the tag keeps two boxes with one name from claiming the same host name
+    return f"{dns_label(name)[:40]}-{tag}.local."
 
 
 def _open_zeroconf(host: str) -> AsyncZeroconf:

@@ -3,27 +3,52 @@
 The first piece goes out at the first clause boundary (a comma, colon, semicolon or dash) once it
 has a few words, or after first_words words wherever that falls, so the voice starts before the
 first sentence is done; later pieces end at sentence boundaries, which Piper speaks with better
-prosody. Markdown the model may emit is
-dropped, since it would be read aloud.
+prosody. Markdown the model may emit is dropped, since it would be read aloud, and each piece is
+put in its spoken form (spoken_form.py); the text the client is shown stays the model's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+
+from edgevoice.spoken_form import spoken_form
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
 _CLAUSE_END = re.compile(r"[,;:—–]\s")
 _WORD = re.compile(r"\S+")
 _ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "e.g.", "i.e.", "etc.", "no.", "approx."})
+_LIST_NUMBER = re.compile(r"[ \t]*\d{1,3}")
+_LIST_MARKER = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*•+])[ \t]+")
+_TIMES = re.compile(r"(?<=\d)[ \t]*\*[ \t]*(?=\d)")
 _INLINE_MARKUP = re.compile(r"[*_`~]+|\[|\]\([^)]*\)")
 _BLOCK_MARKUP = re.compile(r"[#|<>]+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?])")
 
 
-def clean_for_speech(text: str) -> str:
-    """Text as it should be read aloud: emphasis, code and link markup gone, headings and tables flattened."""
+def sentence_ends(text: str, start: int = 0, *, line_start: bool = False) -> Iterator[int]:
+    """Indices just past each sentence end in text from start (its mark and the whitespace after it).
+
+    A dot after an abbreviation ends nothing, nor one after a list item's number at the start of a
+    line ("\n2. "); line_start says whether text[start] begins a line when no newline comes before it.
+    """
+    for match in _SENTENCE_END.finditer(text, start):
+        words = text[start : match.end()].split()
+        if words and words[-1].lower().rstrip("\"')]") in _ABBREVIATIONS:
+            continue
+        line_begins = text.rfind("\n", start, match.start()) + 1 or (start if line_start else -1)
+        if line_begins >= 0 and _LIST_NUMBER.fullmatch(text, line_begins, match.start()):
+            continue
+        yield match.end()
+
+
+def clean_for_speech(text: str, *, line_start: bool = False) -> str:
+    """Text as it should be read aloud: emphasis, code, link and list markup gone, headings and tables
+    flattened, then in its spoken form. line_start says whether text begins a line of the reply
+    (a list marker there is dropped too)."""
+    text = _LIST_MARKER.sub("\n", ("\n" if line_start else "") + _TIMES.sub(" times ", text))
     flat = " ".join(_BLOCK_MARKUP.sub(" ", _INLINE_MARKUP.sub("", text)).split())
-    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", flat)
+    return spoken_form(_SPACE_BEFORE_PUNCTUATION.sub(r"\1", flat))
 
 
 def _speakable(text: str) -> bool:
@@ -37,6 +62,8 @@ class SpeechChunker:
         self._first_words = first_words
         self._buffer = ""
         self._pieces_out = 0
+        self._line_start = False
+        """Whether the buffer begins a line of the reply (the last piece ended with a line break)."""
 
     def feed(self, text: str) -> list[str]:
         self._buffer += text
@@ -46,7 +73,7 @@ class SpeechChunker:
         return ready
 
     def flush(self) -> list[str]:
-        rest = clean_for_speech(self._buffer)
+        rest = clean_for_speech(self._buffer, line_start=self._line_start)
         self._buffer = ""
         if not _speakable(rest):
             return []
@@ -63,18 +90,14 @@ class SpeechChunker:
                 return None
             cut = min(found)
             piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            spoken = clean_for_speech(piece)
+            spoken = clean_for_speech(piece, line_start=self._line_start)
+            self._line_start = piece.endswith("\n")
             if _speakable(spoken):
                 self._pieces_out += 1
                 return spoken
 
     def _sentence_cut(self) -> int | None:
-        for match in _SENTENCE_END.finditer(self._buffer):
-            words = self._buffer[: match.end()].split()
-            if words and words[-1].lower().rstrip("\"')]") in _ABBREVIATIONS:
-                continue
-            return match.end()
-        return None
+        return next(sentence_ends(self._buffer, line_start=self._line_start), None)
 
     def _clause_cut(self) -> int | None:
         for match in _CLAUSE_END.finditer(self._buffer):

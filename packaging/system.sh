@@ -3,7 +3,9 @@
 # venv step of the .deb's postinst. Run it through install.sh (which also installs the Debian
 # packages); the .deb calls `system.sh venv` itself.
 #
-#   system.sh install [--root DIR] [--no-venv]   source tree, venv, models, config, unit, systemd
+#   system.sh install [--root DIR] [--no-venv] [--model NAME]
+#                                                source tree, venv, models, config, unit, systemd;
+#                                                --model also installs that language model and uses it
 #   system.sh uninstall [--purge] [--root DIR]   all but /etc/edgevoice and the state (--purge: those too)
 #   system.sh venv [--root DIR]                  only the venv in /opt/edgevoice/.venv (postinst)
 #   system.sh urls [--root DIR]                  print the dashboard's addresses
@@ -25,12 +27,14 @@ action=${1:-}
 ROOT=${EDGEVOICE_INSTALL_ROOT:-}
 VENV=1
 PURGE=0
+MODEL=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) [ $# -ge 2 ] || { echo "system.sh: --root needs a folder" >&2; exit 2; }; ROOT=$2; shift ;;
         --root=*) ROOT=${1#--root=} ;;
         --no-venv) VENV=0 ;;
         --purge) PURGE=1 ;;
+        --model) [ $# -ge 2 ] || { echo "system.sh: --model needs a name" >&2; exit 2; }; MODEL=$2; shift ;;
         *) echo "system.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -145,6 +149,21 @@ do_install() {
         log "wrote $CONFIG (every setting commented, with its default)"
     else
         log "kept $CONFIG as it is"
+    fi
+
+    if [ -n "$MODEL" ]; then
+        if [ "$VENV" = 1 ]; then
+            ev_install_model "$PREFIX/.venv" "$MODEL"
+            local before
+            before=$(sha256sum "$CONFIG")
+            "$PREFIX/.venv/bin/edgevoice" --config "$CONFIG" models use "$MODEL" >/dev/null
+            if [ "$(sha256sum "$CONFIG")" != "$before" ]; then
+                log "$CONFIG now uses the language model $MODEL"
+                changed=1
+            fi
+        else
+            log "--no-venv: the language model $MODEL is not installed (tests only)"
+        fi
     fi
 
     local unit_changed=0

@@ -14,10 +14,15 @@ import pytest
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, from_pcm16, read_audio, resample
 from edgevoice.config import Config, load_config
-from edgevoice.engines.loaded import Engines
+from edgevoice.engines.engines import Engines
 from edgevoice.models.registry import default_stt_path
-from edgevoice.server import Server
-from tests.server.wire import serving_with
+from edgevoice.server.app import Server
+from tests.support.daemon import Daemons, serve_environment, serving_with
+
+MODEL_FIXTURES = frozenset({"daemons", "engines", "piper_speech", "server", "pulse"})
+"""Fixtures that load the real models (daemons: in a process of their own) or start a PulseAudio room for the
+box's own mic and speaker: a test that uses one, directly or through another fixture, is slow. A test that
+runs the models another way (the command line in a subprocess) is marked slow where it stands."""
 
 SENTENCES = [
     "What is the capital of France?",
@@ -26,6 +31,14 @@ SENTENCES = [
     "Tell me a short story about a brave little dog.",
     "What time does the bakery open tomorrow morning?",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The quick tier, `pytest -m "not slow"`, leaves out what loads the models or runs whole systems (e2e/)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & MODEL_FIXTURES or "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +69,22 @@ async def server(server_config: Config, engines: Engines) -> AsyncIterator[Serve
     """A real daemon on 127.0.0.1, a free port, sharing the session's loaded engines."""
     async with serving_with(server_config, engines) as running:
         yield running
+
+
+@pytest.fixture
+def serve_env(config: Config, tmp_path: Path) -> dict[str, str]:
+    """The environment `edgevoice serve` runs in: its own data directory, no settings, no systemd."""
+    return serve_environment(config, tmp_path / "data")
+
+
+@pytest.fixture
+async def daemons(serve_env: dict[str, str]) -> AsyncIterator[Daemons]:
+    """`edgevoice serve` processes, in serve_env unless told otherwise; whatever still runs is stopped at the end."""
+    started = Daemons(serve_env)
+    try:
+        yield started
+    finally:
+        await started.stop_all()
 
 
 def _espeak(text: str, out: Path) -> Samples:

@@ -74,3 +74,39 @@ def test_a_failed_rename_removes_the_temporary(tmp_path: Path) -> None:
         write_atomic(path, b"new")
     assert path.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_a_streamed_file_that_fails_its_check_leaves_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"old model")
+    checked: list[bytes] = []
+
+    def reject(temporary: Path) -> None:
+        checked.append(temporary.read_bytes())
+        raise ValueError("not a model")
+
+    def write_in_two_parts() -> None:
+        with atomic.atomic_file(path, 0o644, verify=reject) as out:
+            out.write(b"new ")
+            out.write(b"model")
+
+    with pytest.raises(ValueError, match="not a model"):
+        write_in_two_parts()
+    assert checked == [b"new model"]  # complete and flushed when checked
+    assert path.read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+
+
+def test_an_error_while_streaming_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "reply.wav"
+    path.write_bytes(b"old")
+
+    def break_halfway() -> None:
+        with atomic.atomic_file(path) as out:
+            out.write(b"half of it")
+            raise RuntimeError("the writer broke")
+
+    with pytest.raises(RuntimeError, match="the writer broke"):
+        break_halfway()
+    assert path.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reply.wav"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -15,9 +16,10 @@ import pytest
 import soundfile
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, read_audio, to_pcm16, write_wav
+from edgevoice.bench.wer import word_error_rate
 from edgevoice.config import Config
 from edgevoice.models.registry import Kind, resolve
-from edgevoice.wer import word_error_rate
+from edgevoice.skills.speech import number_words
 from tests.conftest import with_silence
 
 BUNDLED = Path(__file__).parent.parent / "edgevoice" / "data" / "question.wav"
@@ -42,6 +44,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], *phrases: str
         assert phrase in result.stderr + result.stdout, result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_converse_answers_a_recorded_question(tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
     result = edgevoice("converse", str(BUNDLED), "--out", str(out))
@@ -51,7 +54,8 @@ def test_converse_answers_a_recorded_question(tmp_path: Path) -> None:
     turn = lines[0]
     assert word_error_rate("What is the capital of France?", turn["transcript"]) < 0.3
     assert turn["reply"].strip()
-    stages = turn["timings_ms"]
+    assert turn["type"] == "turn_done"  # the same line a socket client gets (docs/protocol.md)
+    stages = turn["timings"]
     ordered = [stages[k] for k in ("speech_end", "stt_done", "first_token", "first_audio", "last_audio")]
     assert ordered == sorted(ordered)
     info = soundfile.info(str(out))
@@ -61,6 +65,7 @@ def test_converse_answers_a_recorded_question(tmp_path: Path) -> None:
     assert 0.5 < words_per_second < 6
 
 
+@pytest.mark.slow
 def test_converse_runs_several_turns(tmp_path: Path, espeak: Callable[[str], Samples]) -> None:
     recording = np.concatenate([with_silence(espeak("Hello, who are you?")), with_silence(espeak("What can you do?"))])
     wav = tmp_path / "two.wav"
@@ -69,9 +74,10 @@ def test_converse_runs_several_turns(tmp_path: Path, espeak: Callable[[str], Sam
     assert result.returncode == 0, result.stderr
     turns = [json.loads(line) for line in result.stdout.splitlines()]
     assert [t["turn"] for t in turns] == [1, 2]
-    assert turns[0]["speech_end_ms"] < turns[1]["speech_start_ms"]
+    assert turns[0]["end_ms"] < turns[1]["start_ms"]
 
 
+@pytest.mark.slow
 def test_transcribe_any_rate_and_channels(tmp_path: Path, espeak: Callable[[str], Samples]) -> None:
     speech = espeak("Turn on the kitchen lights, please.")
     stereo_44k = tmp_path / "stereo.wav"
@@ -82,6 +88,7 @@ def test_transcribe_any_rate_and_channels(tmp_path: Path, espeak: Callable[[str]
     assert word_error_rate("Turn on the kitchen lights, please.", result.stdout) < 0.2
 
 
+@pytest.mark.slow
 def test_say_writes_speech(tmp_path: Path) -> None:
     out = tmp_path / "say.wav"
     result = edgevoice("say", "Good morning. The coffee is ready.", "--out", str(out))
@@ -94,6 +101,7 @@ def test_say_writes_speech(tmp_path: Path) -> None:
     assert word_error_rate("Good morning. The coffee is ready.", heard) < 0.3
 
 
+@pytest.mark.slow
 def test_non_audio_file_is_a_clear_error(tmp_path: Path) -> None:
     text = tmp_path / "notes.wav"
     text.write_text("this is not audio\n")
@@ -102,6 +110,7 @@ def test_non_audio_file_is_a_clear_error(tmp_path: Path) -> None:
     assert_clean_failure(edgevoice("transcribe", str(tmp_path / "missing.wav")), "no such file")
 
 
+@pytest.mark.slow
 def test_empty_audio_is_a_no_op(tmp_path: Path) -> None:
     empty = tmp_path / "empty.wav"
     write_wav(empty, np.zeros(0, dtype=np.int16), SAMPLE_RATE)
@@ -113,6 +122,7 @@ def test_empty_audio_is_a_no_op(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_silence_only_gives_no_turn(tmp_path: Path) -> None:
     silence = tmp_path / "silence.wav"
     write_wav(silence, np.zeros(5 * SAMPLE_RATE, dtype=np.int16), SAMPLE_RATE)
@@ -121,6 +131,7 @@ def test_silence_only_gives_no_turn(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_ten_minute_file_finishes(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     # Ten minutes of a quiet room: low noise, no speech.
@@ -134,6 +145,7 @@ def test_ten_minute_file_finishes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_corrupted_models_are_named(tmp_path: Path, config: Config) -> None:
     truncated = tmp_path / "ggml-truncated.bin"
     source = resolve(config, Kind.STT).path
@@ -172,6 +184,7 @@ def test_convert_reports_full_disk(tmp_path: Path) -> None:
     assert_clean_failure(result, "/dev/full")
 
 
+@pytest.mark.slow
 def test_run_without_sound_device_answers_bundled_recording(tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
     env = {"PULSE_SERVER": "unix:/nonexistent", "AUDIODEV": "none"}
@@ -181,3 +194,29 @@ def test_run_without_sound_device_answers_bundled_recording(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["reply"].strip()
     assert read_audio(out).size > 0
+
+
+@pytest.mark.slow
+def test_converse_answers_with_the_skills(tmp_path: Path, serve_env: dict[str, str]) -> None:
+    """A recording asking the time is answered by the clock, not the model; a timer it sets is kept for the daemon."""
+    questions = []
+    for number, text in enumerate(("What time is it?", "Set a timer for ten minutes.")):
+        spoken = tmp_path / f"q{number}.wav"
+        said = edgevoice("say", text, "--out", str(spoken), env=serve_env)
+        assert said.returncode == 0, said.stderr
+        questions.append(with_silence(read_audio(spoken)))
+    wav = tmp_path / "questions.wav"
+    write_wav(wav, to_pcm16(np.concatenate(questions)), SAMPLE_RATE)
+    before = datetime.datetime.now().astimezone()
+    result = edgevoice("converse", str(wav), env=serve_env)
+    after = datetime.datetime.now().astimezone()
+    assert result.returncode == 0, result.stderr
+    time_turn, timer_turn = [json.loads(line) for line in result.stdout.splitlines()]
+    assert time_turn["intent"] == "HassGetCurrentTime", time_turn
+    assert time_turn["reply"].startswith("It's "), time_turn
+    assert any(number_words(t.hour % 12 or 12) in time_turn["reply"] for t in (before, after)), time_turn
+    assert time_turn["timings"]["first_audio"] is not None, "the answer is spoken"
+    assert (timer_turn["intent"], timer_turn["reply"]) == ("HassStartTimer", "Timer set for ten minutes."), timer_turn
+    # Kept where the daemon (and `edgevoice ask`) keeps its timers, in the recording's conversation.
+    saved = json.loads((Path(serve_env["EDGEVOICE_DATA_DIR"]) / "timers.json").read_text())
+    assert [(t["conversation"], t["duration_s"]) for t in saved["timers"]] == [("cli", 600.0)]

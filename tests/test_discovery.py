@@ -156,6 +156,24 @@ def test_garbage_txt_is_ignored(txt: dict[str, str]) -> None:
     assert discovery._box_from_info(service(txt)) is None
 
 
+def test_the_advertised_fingerprint_is_read_and_garbage_dropped() -> None:
+    fp = ":".join(["AB"] * 32)
+    txt = {"protocol": "1", "tls": "1", "fp": fp.lower()}
+    box = discovery._box_from_info(service(txt))
+    assert box is not None
+    assert box.fingerprint == fp
+    box = discovery._box_from_info(service({**txt, "fp": "not-a-fingerprint"}))
+    assert box is not None
+    assert box.fingerprint is None
+
+
+async def test_the_certificate_fingerprint_is_in_the_txt_record() -> None:
+    fp = ":".join(["0F"] * 32)
+    async with advertising(port=18767, secure=True, fingerprint=fp) as box:
+        found = {found.name: found for found in await browse_loopback()}
+    assert found[box.registered_name].fingerprint == fp
+
+
 def test_a_service_without_addresses_is_ignored() -> None:
     assert discovery._box_from_info(service({"protocol": "1"}, addresses=[])) is None
 

@@ -17,11 +17,12 @@ import pytest
 
 pytest.importorskip("atheris")
 
-HARNESS = Path(__file__).resolve().parent / "fuzz_atheris.py"
+HARNESS = Path(__file__).resolve().parent / "support" / "fuzz_atheris.py"
 RUNS = int(os.environ.get("EDGEVOICE_FUZZ_RUNS", "10000"))
 """Enough for libFuzzer to find its way to whole turns (with seed 1 it first does after ~4,000 runs)."""
 
 
+@pytest.mark.slow
 def test_atheris_finds_no_undefined_outcome(tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
     corpus = tmp_path / "corpus"

@@ -1,4 +1,4 @@
-"""The wire protocol without sockets: every malformed client message, audio frames, events as JSON."""
+"""The wire protocol without sockets: every message both ways, every malformed one, audio frames, events as JSON."""
 
 from __future__ import annotations
 
@@ -13,34 +13,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgevoice import protocol
-from edgevoice.events import (
+from edgevoice.events import TurnDone, TurnTimings, to_message
+from edgevoice.protocol import (
+    Busy,
+    Bye,
     Error,
+    Gap,
+    Hello,
+    Interrupt,
     Interrupted,
+    PartialTranscript,
+    ProtocolError,
+    Ready,
     ReplyAudio,
     ReplyAudioEnd,
     ReplyAudioStart,
     ReplyText,
+    SequenceCounter,
+    ServerMessage,
     SpeechStarted,
     SpeechStopped,
     Transcript,
-    TurnDone,
-    TurnTimings,
-)
-from edgevoice.protocol import (
-    Bye,
-    Hello,
-    Interrupt,
-    ProtocolError,
-    SequenceCounter,
     encode_client_audio,
     encode_server_audio,
-    event_to_json,
     max_frame_samples,
     parse_client_audio,
     parse_client_text,
     parse_server_audio,
-    ready_message,
+    parse_server_text,
 )
+from tests.support.wire import documented_server_kinds
 
 T = TypeVar("T")
 
@@ -246,13 +248,13 @@ def test_interrupt_and_bye() -> None:
 
 def test_error_message_carries_fatal() -> None:
     err = refused(hello(protocol=2))
-    assert protocol.error_message(err) == {
+    assert Error.of(err).to_json() == {
         "type": "error",
         "code": "unsupported_protocol",
         "message": err.message,
         "fatal": True,
     }
-    assert protocol.error_message(refused("nope"))["fatal"] is False
+    assert Error.of(refused("nope")).to_json()["fatal"] is False
 
 
 json_values = st.recursive(
@@ -377,7 +379,7 @@ def test_a_gap_is_counted() -> None:
     seen = [counter.see(seq) for seq in (0, 1, 2, 5, 6, 10)]
     assert seen == [0, 0, 0, 2, 0, 3]
     assert (counter.lost, counter.received) == (5, 6)
-    assert protocol.gap_message(3, counter) == {"type": "gap", "missing": 3, "lost_total": 5, "received": 6}
+    assert counter.gap(3).to_json() == {"type": "gap", "missing": 3, "lost_total": 5, "received": 6}
 
 
 def test_wraparound_is_not_a_gap() -> None:
@@ -449,7 +451,14 @@ def test_server_audio_of_a_bad_length_is_bad_frame(length: int) -> None:
 
 
 def test_every_event_has_its_wire_form() -> None:
-    timings = TurnTimings(speech_end=100.0, stt_done=100.25, first_token=100.5, first_audio=100.75)
+    timings = TurnTimings(
+        speech_end=100.0,
+        stt_done=100.25,
+        first_token=100.5,
+        first_audio=100.75,
+        prompt_tokens=240,
+        evaluated_prompt_tokens=12,
+    )
     cases: list[tuple[object, dict[str, Any]]] = [
         (SpeechStarted(1, 250), {"type": "speech_started", "turn": 1, "start_ms": 250}),
         (
@@ -487,20 +496,33 @@ def test_every_event_has_its_wire_form() -> None:
                     "work_stt_done": 250.0,
                     "work_first_token": 500.0,
                     "work_first_audio": 750.0,
+                    "prompt_tokens": 240.0,
+                    "evaluated_prompt_tokens": 12.0,
                 },
+                "intent": "",
             },
         ),
-        (Error("the speech engine is busy", "busy"), {"type": "busy", "message": "the speech engine is busy"}),
+        (
+            Busy("the speech engine is busy", 2.5),
+            {"type": "busy", "message": "the speech engine is busy", "expected_wait_s": 2.5},
+        ),
     ]
     for event, expected in cases:
-        message = event_to_json(event)  # type: ignore[arg-type]
+        message = to_message(event).to_json()  # type: ignore[arg-type]
         assert message == expected, event
         assert json.loads(protocol.dumps(message)) == expected
 
 
+def test_a_turn_a_skill_answered_names_its_intent() -> None:
+    done = TurnDone(2, "what time is it", "It's noon.", TurnTimings(1.0), 0, 900, intent="HassGetCurrentTime")
+    message = to_message(done)
+    assert message.to_json()["intent"] == "HassGetCurrentTime"
+    assert parse_server_text(message.to_text()) == message
+
+
 def test_interrupted_turn_done_says_so() -> None:
     timings = TurnTimings(speech_end=1.0, interrupted=1.5)
-    message = event_to_json(TurnDone(3, "tell me", "Once", timings, 0, 900, interrupted=True))
+    message = to_message(TurnDone(3, "tell me", "Once", timings, 0, 900, interrupted=True)).to_json()
     assert message["interrupted"] is True
     assert message["timings"]["interrupted"] == 500.0
 
@@ -510,21 +532,22 @@ def test_interrupted_turn_done_says_so() -> None:
 )
 def test_error_event_is_an_error_message_with_the_documented_fields(event: Error, code: str) -> None:
     # docs/protocol.md: `error` carries `code`, `message`, `fatal`; a session error closes nothing.
-    assert event_to_json(event) == {"type": "error", "code": code, "message": event.message, "fatal": False}
+    assert to_message(event).to_json() == {"type": "error", "code": code, "message": event.message, "fatal": False}
 
 
 def test_reply_audio_has_no_json_form() -> None:
     with pytest.raises(ValueError, match="binary"):
-        event_to_json(ReplyAudio(1, 0, 22050, b"\x00\x00"))
+        to_message(ReplyAudio(1, 0, 22050, b"\x00\x00"))
 
 
 def test_something_that_is_not_an_event_has_no_json_form() -> None:
     with pytest.raises(ValueError, match="no wire form"):
-        event_to_json(object())  # type: ignore[arg-type]
+        to_message(object())  # type: ignore[arg-type]
 
 
 def test_ready_message() -> None:
-    assert ready_message(conversation="abc", resumed=True, sample_rate=48000, box="kitchen", version="0.1.0") == {
+    ready = Ready.of(conversation="abc", resumed=True, sample_rate=48000, box="kitchen", version="0.1.0")
+    assert ready.to_json() == {
         "type": "ready",
         "protocol": 1,
         "conversation": "abc",
@@ -534,11 +557,243 @@ def test_ready_message() -> None:
         "box": "kitchen",
         "server": "edgevoice 0.1.0",
     }
-    assert (
-        ready_message(conversation="x", resumed=False, sample_rate=16000, box="b", version="1")["max_frame_samples"]
-        == 4000
-    )
+    assert Ready.of(conversation="x", resumed=False, sample_rate=16000, box="b", version="1").max_frame_samples == 4000
 
 
 def test_dumps_is_compact_and_keeps_unicode() -> None:
     assert protocol.dumps({"type": "transcript", "text": "café"}) == '{"type":"transcript","text":"café"}'
+
+
+# Every message both ways
+
+SERVER_MESSAGES: list[ServerMessage] = [
+    Ready.of(conversation="abc-123", resumed=False, sample_rate=16000, box="kitchen", version="0.1.0"),
+    SpeechStarted(1, 250),
+    SpeechStopped(1, 250, 1900, truncated=True),
+    Transcript(1, "what time is it"),
+    Transcript(2, ""),
+    PartialTranscript(1, "what time"),
+    ReplyText(1, "It is "),
+    ReplyAudioStart(1, 22050),
+    ReplyAudioEnd(1),
+    Interrupted(2, 5120),
+    to_message(TurnDone(1, "what time is it", "It is noon.", TurnTimings(1.0, stt_done=1.25), 250, 1900)),
+    Busy("the speech engine is busy", 0.0),
+    protocol.Timer("started", "3f2a9c1b", "abc-123", "pasta", 480.0, 479.5, "running", 1_750_000_480.25, 0, "", ""),
+    Gap(3, 5, 6),
+    Error("turn 2 failed", "turn_failed"),
+    Error("over the limit", "rate_limited", fatal=True),
+    Bye(),
+]
+CLIENT_MESSAGES = [Hello(16000), Hello(44100, "laptop", "abc-123", token="secret"), Interrupt(), Bye()]
+
+
+def test_every_server_message_type_is_documented_and_has_an_example() -> None:
+    documented = documented_server_kinds()
+    assert "turn_done" in documented
+    assert set(protocol._SERVER_MESSAGES) == documented
+    assert {message.kind for message in SERVER_MESSAGES} == documented
+
+
+@pytest.mark.parametrize("message", SERVER_MESSAGES, ids=lambda m: m.kind)
+def test_server_message_round_trips(message: ServerMessage) -> None:
+    text = message.to_text()
+    assert json.loads(text)["type"] == message.kind
+    assert parse_server_text(text) == message
+    assert type(message).from_json(message.to_json()) == message
+
+
+@pytest.mark.parametrize("message", CLIENT_MESSAGES, ids=lambda m: m.kind)
+def test_client_message_round_trips(message: Hello | Interrupt | Bye) -> None:
+    assert parse_client_text(message.to_text()) == message
+    assert type(message).from_json(message.to_json()) == message
+
+
+def test_turn_done_timings_are_the_sessions_stamps_in_ms() -> None:
+    timings = TurnTimings(speech_end=10.0, stt_done=10.2, first_audio=10.5, speculated=9.9)
+    done = TurnDone(4, "hi", "Hello.", timings, 100, 900, interrupted=True)
+    message = done.message()
+    assert message.timings == timings.as_ms()
+    assert (message.turn, message.transcript, message.reply, message.interrupted) == (4, "hi", "Hello.", True)
+    assert (message.start_ms, message.end_ms) == (100, 900)
+    assert parse_server_text(message.to_text()) == message
+
+
+def server_refused(text: str) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_server_text(text)
+    return caught.value
+
+
+@pytest.mark.parametrize("text", ["", "{", "ready", "{'type': 'ready'}", '{"type": "bye"', "\x00"])
+def test_server_text_that_is_not_json_is_bad_json(text: str) -> None:
+    err = server_refused(text)
+    assert err.code == "bad_json"
+    assert not err.fatal
+
+
+@pytest.mark.parametrize("text", ['["ready"]', "42", "null", "{}", '{"kind": "bye"}', '{"type": 1}', '{"type": null}'])
+def test_server_json_that_is_not_an_object_with_a_string_type_is_bad_message(text: str) -> None:
+    err = server_refused(text)
+    assert err.code == "bad_message"
+    assert not err.fatal
+
+
+@pytest.mark.parametrize("kind", ["hello", "interrupt", "speech", "READY", "", "x" * 1000])
+def test_unknown_server_type_is_refused_but_not_fatal(kind: str) -> None:
+    err = server_refused(json.dumps({"type": kind}))
+    assert err.code == "unknown_type"
+    assert not err.fatal
+    assert len(err.message) < 100, "the echoed type is cut short"
+
+
+def test_server_text_over_the_cap_is_too_large() -> None:
+    room = protocol.MAX_SERVER_TEXT_BYTES - len(Busy("", 1.0).to_text())
+    assert parse_server_text(Busy("a" * room, 1.0).to_text()) == Busy("a" * room, 1.0)
+    err = server_refused(Busy("é" * (room // 2 + 1), 1.0).to_text())
+    assert err.code == "too_large"
+    assert not err.fatal
+
+
+@pytest.mark.parametrize("text", ["[" * 1000, '{"":' * 1000, "[" * 100_000])
+def test_deeply_nested_server_json_is_a_protocol_error(text: str) -> None:
+    assert server_refused(text).code in ("bad_json", "bad_message")
+
+
+def server_message_fields() -> list[tuple[ServerMessage, str]]:
+    return [(m, name) for m in SERVER_MESSAGES for name in m.to_json() if name != "type"]
+
+
+def _field_id(value: ServerMessage | str) -> str:
+    return value if isinstance(value, str) else value.kind
+
+
+@pytest.mark.parametrize(("message", "name"), server_message_fields(), ids=_field_id)
+def test_server_message_without_a_field_is_bad_message(message: ServerMessage, name: str) -> None:
+    for absent in ("missing", None):
+        fields = message.to_json()
+        if absent == "missing":
+            del fields[name]
+        else:
+            fields[name] = None
+        err = server_refused(json.dumps(fields))
+        assert err.code == "bad_message", err
+        assert name in err.message
+        assert not err.fatal
+
+
+WRONG_VALUES: dict[type, list[object]] = {
+    int: ["1", 1.5, True, [1], {"n": 1}],
+    float: ["1", True, [1.5], {"n": 1.5}],
+    str: [7, True, ["x"], {"s": "x"}],
+    bool: [1, 0, "true", [True]],
+    dict: ["fast", [1], 5, True],
+}
+
+
+def test_a_negative_expected_wait_is_bad_message() -> None:
+    err = server_refused(json.dumps({**Busy("the speech engine is busy", 2.0).to_json(), "expected_wait_s": -0.5}))
+    assert err.code == "bad_message"
+    assert "expected_wait_s" in err.message
+
+
+@pytest.mark.parametrize(("message", "name"), server_message_fields(), ids=_field_id)
+def test_server_message_with_a_field_of_the_wrong_type_is_bad_message(message: ServerMessage, name: str) -> None:
+    value = message.to_json()[name]
+    for wrong in WRONG_VALUES[type(value)]:
+        err = server_refused(json.dumps({**message.to_json(), name: wrong}))
+        assert err.code == "bad_message", (name, wrong)
+        assert name in err.message
+        assert not err.fatal
+
+
+@pytest.mark.parametrize("value", ["5", True, [5], {"ms": 5}])
+def test_turn_done_timing_that_is_not_a_number_or_null_is_bad_message(value: object) -> None:
+    done = next(m for m in SERVER_MESSAGES if m.kind == "turn_done").to_json()
+    err = server_refused(json.dumps({**done, "timings": {**done["timings"], "first_audio": value}}))
+    assert err.code == "bad_message"
+    assert "first_audio" in err.message
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_timing_that_is_not_finite_is_refused(value: float) -> None:
+    done = next(m for m in SERVER_MESSAGES if m.kind == "turn_done").to_json()
+    message = {**done, "timings": {"first_audio": value}}
+    assert server_refused(json.dumps(message)).code == "bad_json", "NaN and Infinity are not JSON"
+    with pytest.raises(ProtocolError, match="first_audio") as caught:
+        protocol.TurnDone.from_json(message)
+    assert caught.value.code == "bad_message"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_python_only_json_constants_are_bad_json(constant: str) -> None:
+    assert refused(f'{{"type": "hello", "protocol": 1, "sample_rate": {constant}}}').code == "bad_json"
+    assert server_refused(f'{{"type": "busy", "message": {constant}}}').code == "bad_json"
+
+
+def test_a_timer_number_may_be_written_whole() -> None:
+    timer = next(m for m in SERVER_MESSAGES if m.kind == "timer").to_json()
+    parsed = parse_server_text(json.dumps({**timer, "duration_s": 480, "ends_at": 0}))
+    assert isinstance(parsed, protocol.Timer)
+    assert (parsed.duration_s, parsed.ends_at) == (480.0, 0.0)
+    assert isinstance(parsed.duration_s, float)
+
+
+def test_turn_done_timings_may_be_whole_numbers_null_or_new_stages() -> None:
+    done = next(m for m in SERVER_MESSAGES if m.kind == "turn_done").to_json()
+    parsed = parse_server_text(json.dumps({**done, "timings": {"first_audio": 700, "later_stage": None}}))
+    assert isinstance(parsed, protocol.TurnDone)
+    assert parsed.timings == {"first_audio": 700.0, "later_stage": None}
+
+
+@pytest.mark.parametrize("version", [0, 2, 99])
+def test_ready_of_another_protocol_version_is_fatal(version: int) -> None:
+    ready = SERVER_MESSAGES[0].to_json()
+    err = server_refused(json.dumps({**ready, "protocol": version}))
+    assert err.code == "unsupported_protocol"
+    assert err.fatal
+    assert "client speaks 1" in err.message
+
+
+@pytest.mark.parametrize("conversation", ["", "a" * 65, "has space", "../etc"])
+def test_ready_with_a_bad_conversation_id_is_fatal(conversation: str) -> None:
+    ready = SERVER_MESSAGES[0].to_json()
+    err = server_refused(json.dumps({**ready, "conversation": conversation}))
+    assert err.code == "bad_conversation"
+    assert err.fatal
+
+
+def test_server_messages_ignore_fields_they_do_not_know() -> None:
+    for message in SERVER_MESSAGES:
+        assert parse_server_text(json.dumps({**message.to_json(), "future": [1, 2]})) == message
+
+
+@given(st.text(max_size=600))
+def test_any_text_from_a_server_is_parsed_or_refused_with_a_protocol_error(text: str) -> None:
+    with contextlib.suppress(ProtocolError):
+        parse_server_text(text)
+
+
+server_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted({m.kind for m in SERVER_MESSAGES} | {"other"}))},
+    optional={
+        name: json_values
+        for name in ("turn", "start_ms", "end_ms", "text", "delta", "message", "code", "fatal", "timings", "protocol")
+    },
+)
+
+
+@given(server_like)
+def test_any_server_like_object_is_parsed_or_refused_with_a_protocol_error(message: dict[str, Any]) -> None:
+    parsed = attempt(lambda: parse_server_text(json.dumps(message)))
+    if not isinstance(parsed, ProtocolError):
+        assert parsed.kind == message["type"]
+        assert parse_server_text(parsed.to_text()) == parsed
+
+
+@pytest.mark.parametrize("wait", ["2", True, -1, None])
+def test_busy_needs_an_expected_wait_of_zero_or_more_seconds(wait: object) -> None:
+    err = server_refused(json.dumps({"type": "busy", "message": "the box is busy", "expected_wait_s": wait}))
+    assert err.code == "bad_message"
+    assert "expected_wait_s" in err.message
+    assert parse_server_text('{"type": "busy", "message": "m", "expected_wait_s": 3}') == Busy("m", 3.0)

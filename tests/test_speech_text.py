@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from edgevoice.speech_text import SpeechChunker, clean_for_speech
+from edgevoice.speech_text import SpeechChunker, clean_for_speech, sentence_ends
 
 
 def feed_whole(text: str, first_clause_words: int = 3) -> list[str]:
@@ -179,3 +179,40 @@ def test_first_words_off_waits_for_a_clause_or_sentence() -> None:
     chunker = SpeechChunker(first_clause_words=3, first_words=0)
     assert chunker.feed("Please turn on the kitchen lights ") == []
     assert chunker.feed("now. ") == ["Please turn on the kitchen lights now."]
+
+
+def test_list_markers_are_not_spoken_and_their_numbers_end_no_piece() -> None:
+    reply = "Here is how:\n1. Boil the water.\n2. Add the pasta.\n- Salt it\n* Drain it\n• Serve"
+    pieces = feed_deltas(reply, first_clause_words=50)
+    assert pieces == ["Here is how: Boil the water.", "Add the pasta.", "Salt it Drain it Serve"]
+
+
+def test_a_number_that_starts_a_reply_is_kept() -> None:
+    assert feed_whole("2. That is the answer.", first_clause_words=50) == ["2.", "That is the answer."]
+    assert clean_for_speech("2. That is it") == "2. That is it"
+
+
+def test_pieces_are_in_their_spoken_form() -> None:
+    reply = "It is 20°C and 5 km away 😀. Bring $5, it is 50% off!"
+    assert feed_whole(reply, first_clause_words=50) == [
+        "It is 20 degrees Celsius and 5 kilometers away.",
+        "Bring 5 dollars, it is 50 percent off!",
+    ]
+
+
+def test_a_piece_of_only_emoji_is_not_spoken() -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed("Done. 🎉👍 ") == ["Done."]
+    assert chunker.flush() == []
+
+
+def test_times_between_numbers_is_said() -> None:
+    assert clean_for_speech("3 * 4 = 12, **really**") == "3 times 4 equals 12, really"
+
+
+def test_sentence_ends_from_a_start_and_at_line_starts() -> None:
+    text = "One. Two!\n3. Four? "
+    assert list(sentence_ends(text)) == [5, 10, 19]
+    assert list(sentence_ends(text, 5)) == [10, 19]
+    assert list(sentence_ends("3. Four? ", line_start=True)) == [9]
+    assert list(sentence_ends("3. Four? ")) == [3, 9]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
-import tempfile
 import wave
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import numpy.typing as npt
 import soundfile
 import soxr
 
+from edgevoice.atomic import atomic_file
 from edgevoice.errors import AudioError
 
 SAMPLE_RATE = 16_000
@@ -57,32 +55,16 @@ def from_pcm16(pcm: bytes | Pcm16) -> Samples:
 
 def write_wav(path: Path, pcm: Pcm16, rate: int) -> None:
     """Write 16-bit mono WAV atomically: a full disk leaves the old file (if any) untouched."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        with atomic_file(Path(path), 0o644) as raw, wave.open(raw, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(pcm.astype("<i2").tobytes())
     except OSError as err:
-        raise AudioError(f"{path}: cannot write ({err.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with wave.open(raw, "wb") as out:
-                out.setnchannels(1)
-                out.setsampwidth(2)
-                out.setframerate(rate)
-                out.writeframes(pcm.astype("<i2").tobytes())
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temp_name, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
         if err.errno == errno.ENOSPC:
             raise AudioError(f"{path}: disk full, nothing was written") from None
         raise AudioError(f"{path}: cannot write ({err.strerror})") from None
-
-
-def chunks(pcm: Pcm16, size: int) -> list[Pcm16]:
-    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
 class StreamResampler:

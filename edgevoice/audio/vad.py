@@ -1,6 +1,7 @@
-"""Turn endpointing with webrtcvad, sans-I/O: feed(pcm) -> events, time measured in samples fed.
+"""Turn endpointing, sans-I/O: feed(pcm) -> events, time measured in samples fed.
 
-States: SILENCE (keep a pre-roll ring), CANDIDATE (voiced audio seen, not yet long enough to
+Each frame is judged speech or not by config.detector (Silero VAD or webrtcvad) or by an injected
+is_speech. States: SILENCE (keep a pre-roll ring), CANDIDATE (voiced audio seen, not yet long enough to
 be speech), SPEECH (a turn in progress, ended by hangover_ms of silence or max_utterance_ms).
 
 Within SPEECH, speculate_ms of silence gives SpeechPaused: the turn will probably end, and work
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import webrtcvad
 
 from edgevoice.audio.pcm import SAMPLE_RATE
+from edgevoice.audio.silero import SileroVad
 from edgevoice.config import VadConfig
 
 _BYTES_PER_SAMPLE = 2
@@ -67,6 +69,18 @@ class SpeechResumed:
 VadEvent = SpeechStarted | SpeechPaused | SpeechResumed | SpeechEnded
 
 
+def speech_detector(config: VadConfig) -> Callable[[bytes], bool]:
+    """The is_speech(frame) of config.detector, with its own state: one per stream."""
+    if config.detector == "silero":
+        return SileroVad(config.silero_threshold).is_speech
+    detector = webrtcvad.Vad(config.aggressiveness)
+
+    def is_speech(frame: bytes) -> bool:
+        return bool(detector.is_speech(frame, SAMPLE_RATE))
+
+    return is_speech
+
+
 class _State(enum.Enum):
     SILENCE = 0
     CANDIDATE = 1
@@ -76,15 +90,13 @@ class _State(enum.Enum):
 class Endpointer:
     """Finds turns in a stream of 16 kHz 16-bit mono PCM of any chunk size."""
 
-    def __init__(self, config: VadConfig, is_speech: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(
+        self, config: VadConfig, is_speech: Callable[[bytes], bool] | None = None, hangover_ms: int | None = None
+    ) -> None:
+        """hangover_ms: the silence that ends a turn, if not config.hangover_ms."""
         self._config = config
-        if is_speech is None:
-            detector = webrtcvad.Vad(config.aggressiveness)
-
-            def is_speech(frame: bytes) -> bool:
-                return bool(detector.is_speech(frame, SAMPLE_RATE))
-
-        self._is_speech = is_speech
+        self._hangover_ms = config.hangover_ms if hangover_ms is None else hangover_ms
+        self._is_speech = is_speech or speech_detector(config)
         self._frame_bytes = SAMPLE_RATE * config.frame_ms // 1000 * _BYTES_PER_SAMPLE
         self._pending = bytearray()
         self._pre_roll: collections.deque[bytes] = collections.deque(maxlen=config.pre_roll_ms // config.frame_ms)
@@ -112,6 +124,11 @@ class Endpointer:
     def silence_ms(self) -> int:
         """Silence since the last voiced frame of the turn in progress; 0 outside a turn."""
         return self._silent_run * self._config.frame_ms if self._state is _State.SPEECH else 0
+
+    def heard_pcm(self) -> bytes:
+        """The turn in progress as heard so far, pre-roll and trailing pause included; b"" outside a turn.
+        What an end-of-turn model judges: the pause is part of what it listens to."""
+        return b"".join(self._utterance) if self._state is _State.SPEECH else b""
 
     def end_now(self) -> SpeechEnded | None:
         """End the turn in progress on its current pause (judged to be the end after all); None if
@@ -164,7 +181,7 @@ class Endpointer:
             if self._voiced_frames * cfg.frame_ms >= cfg.min_speech_ms:
                 self._state = _State.SPEECH
                 return [SpeechStarted(start_ms=self._start_frame * cfg.frame_ms, decided_ms=self.now_ms)]
-            if silent_ms >= min(cfg.hangover_ms, cfg.min_speech_ms):
+            if silent_ms >= min(self._hangover_ms, cfg.min_speech_ms):
                 # Too little voice before a gap: a click or a cough, not a turn.
                 keep = self._utterance[-self._pre_roll.maxlen :] if self._pre_roll.maxlen else []
                 self._reset()
@@ -174,11 +191,11 @@ class Endpointer:
         if voiced and self._paused:
             self._paused = False
             events.append(SpeechResumed(at_ms=index * cfg.frame_ms))
-        if silent_ms >= cfg.hangover_ms:
+        if silent_ms >= self._hangover_ms:
             return [*events, self._end(truncated=False)]
         if (index - self._start_frame + 1) * cfg.frame_ms >= cfg.max_utterance_ms:
             return [*events, self._end(truncated=True)]
-        if 0 < cfg.speculate_ms <= silent_ms < cfg.hangover_ms and not self._paused:
+        if 0 < cfg.speculate_ms <= silent_ms < self._hangover_ms and not self._paused:
             self._paused = True
             events.append(
                 SpeechPaused(

@@ -2,14 +2,18 @@
 
 llama-cpp-python keeps the KV cache of the last prompt and evaluates only the tokens after the
 longest common prefix, so a conversation whose prompt grows by one exchange per turn pays only
-for the new turn; warm_up() puts the system prompt in the cache before the first turn.
+for the new turn; warm_up() puts the system prompt in the cache before the first turn. Several
+conversations share the one context: after each turn (and each prompt read ahead) the context is
+saved under the conversation's key (prompt_cache.py, llm.state_cache_mb), and loaded back when
+that conversation's next turn shares more of its prompt with it than with what the context holds.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +21,19 @@ from typing import Any
 import llama_cpp
 
 from edgevoice.config import LlmConfig
+from edgevoice.engines.prompt_cache import PromptCache, SavedPrompt
 from edgevoice.engines.worker import CancelToken
 from edgevoice.errors import ModelError
 from edgevoice.models.check import check_gguf
+from edgevoice.reply_text import ReplyCutter
 
 _log = logging.getLogger(__name__)
 _PREPARE_BATCH = 16
 """Tokens read per step when preparing a prompt ahead: about 50 ms here, the longest a turn waits for it."""
+
+
+GiveWay = Callable[[Callable[[], None], Callable[[], None]], int]
+"""give_way(put_aside, take_back): runs more urgent work now, between the two (EngineWorker.give_way)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,12 @@ class GenerationStats:
     """Tokens in the whole prompt."""
     evaluated_prompt_tokens: int = 0
     """Prompt tokens the model actually had to read; the rest came from the KV cache."""
+    restored_tokens: int = 0
+    """Prompt tokens that came from the conversation's saved state (0: none was loaded)."""
     reply_tokens: int = 0
+    cut: str | None = None
+    """Why the reply was cut short of the model's own end: "sentences" (llm.max_sentences) or
+    "repetition"; None when the model ended it (or ran into max_reply_tokens)."""
 
 
 class LlamaLlm:
@@ -70,6 +85,13 @@ class LlamaLlm:
         )
         self.model_path = model_path
         self.last_stats = GenerationStats()
+        self.saved = PromptCache(config.state_cache_mb * 1024 * 1024)
+        """Each conversation's context after its last turn, to load back for its next."""
+
+    @property
+    def source(self) -> str:
+        """What answers: the model file."""
+        return str(self.model_path)
 
     def _piece(self, token_id: int) -> str:
         return self._llama.detokenize([token_id], special=True).decode("utf-8", "replace")
@@ -83,45 +105,130 @@ class LlamaLlm:
         return tokens, stop
 
     def stream_reply(
-        self, messages: Sequence[Message], token: CancelToken, may_go: threading.Event | None = None
+        self,
+        messages: Sequence[Message],
+        token: CancelToken,
+        may_go: threading.Event | None = None,
+        key: Hashable | None = None,
+        give_way: GiveWay | None = None,
     ) -> Iterator[str]:
         """Yield reply text pieces as the model produces them; stop at once when token is cancelled.
 
+        The reply ends after llm.max_sentences sentences, or at its last whole sentence once it starts
+        to repeat itself (reply_text.ReplyCutter): generation stops there, not at the token cap.
         While may_go is clear the model waits before its next token, leaving the cores to
         whatever needs them more (the first words of the reply being spoken).
+        key: the conversation, whose saved context is loaded first and saved again after (None: neither).
+        give_way: called between tokens with two callbacks, to run other conversations' more urgent
+        work first (EngineWorker.give_way); this reply's context is put aside meanwhile.
         """
         token.check()
         prompt, stop = self._format(messages)
-        cached = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), prompt)
-        stats = GenerationStats(prompt_tokens=len(prompt), evaluated_prompt_tokens=len(prompt) - cached)
         if len(prompt) + self._config.max_reply_tokens > self._config.context_tokens:
             raise ModelError(
                 f"the prompt ({len(prompt)} tokens) leaves no room to reply in llm.context_tokens="
                 f"{self._config.context_tokens}; lower llm.history_turns or raise llm.context_tokens"
             )
+        cached, restored = self._load(key, prompt)
+        stats = GenerationStats(
+            prompt_tokens=len(prompt), evaluated_prompt_tokens=len(prompt) - cached, restored_tokens=restored
+        )
         stream = self._llama.create_completion(
             prompt,
             max_tokens=self._config.max_reply_tokens,
             temperature=self._config.temperature,
             top_p=self._config.top_p,
             seed=self._config.seed,
+            repeat_penalty=self._config.repeat_penalty,
             stop=stop,
             stream=True,
         )
+        cutter = ReplyCutter(self._config.max_sentences)
         try:
             for chunk in stream:
                 token.check()
-                text = chunk["choices"][0]["text"]  # type: ignore[index]
                 stats.reply_tokens += 1
-                if text:
-                    yield text
+                cut = cutter.feed(chunk["choices"][0]["text"])  # type: ignore[index]
+                if cut.text:
+                    yield cut.text
+                if cut.stop:
+                    break
                 while may_go is not None and not may_go.wait(0.05):
                     token.check()
+                if give_way is not None:
+                    self._give_way(give_way)
+            else:
+                if rest := cutter.finish():
+                    yield rest
         finally:
+            stats.cut = cutter.stopped_by
             stream.close()  # type: ignore[union-attr]
             self.last_stats = stats
+            self._save(key)
 
-    def prepare(self, messages: Sequence[Message], should_stop: Callable[[], bool]) -> int:
+    def _give_way(self, give_way: GiveWay) -> None:
+        """Let other work use the model, then put this reply's context and sampler back as they were."""
+        aside: list[tuple[SavedPrompt, Any]] = []
+
+        def put_aside() -> None:
+            aside.append((self._snapshot(), self._llama._sampler))
+
+        def take_back() -> None:
+            saved, sampler = aside[0]
+            if not self._restore(saved):
+                raise ModelError("the reply's context could not be put back after another turn")
+            # Read the last token again: the context then holds its scores, as when it was put aside.
+            self._llama.n_tokens -= 1
+            self._llama.eval([saved.tokens[-1]])
+            self._llama._sampler = sampler
+
+        give_way(put_aside, take_back)
+
+    def _snapshot(self) -> SavedPrompt:
+        """What the context holds now: its tokens and llama.cpp's state for them."""
+        ctx = self._llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        tokens = tuple(int(t) for t in self._llama.input_ids[: self._llama.n_tokens])
+        return SavedPrompt(tokens, ctypes.string_at(buffer, written))
+
+    def _restore(self, saved: SavedPrompt) -> bool:
+        """Put saved in the context; False (and an empty context) if llama.cpp refuses it."""
+        self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        data = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
+        if llama_cpp.llama_state_seq_set_data(self._llama._ctx.ctx, data, len(saved.state), 0) != len(saved.state):
+            self._llama.n_tokens = 0
+            return False
+        self._llama.input_ids[: len(saved.tokens)] = saved.tokens
+        self._llama.n_tokens = len(saved.tokens)
+        # The state holds no logits: a prompt that is all cached must read its last token again.
+        self._llama._requires_eval = True
+        return True
+
+    def _load(self, key: Hashable | None, prompt: list[int]) -> tuple[int, int]:
+        """Put the context that shares most of prompt in place: what the context holds now, or what
+        key saved. The tokens of prompt it already holds, and of those the tokens loaded (0: none)."""
+        live = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), prompt)
+        saved = None if key is None else self.saved.get(key)
+        if saved is None:
+            return live, 0
+        theirs = self._llama.longest_token_prefix(list(saved.tokens), prompt)
+        if theirs <= live:
+            return live, 0
+        if not self._restore(saved):
+            _log.warning("the saved context of a conversation would not load; its prompt is read again")
+            self.saved.pop(key)
+            return 0, 0
+        return theirs, theirs
+
+    def _save(self, key: Hashable | None) -> None:
+        """Keep what the context holds now under key, for that conversation's next turn."""
+        if key is None or self.saved.budget_bytes == 0 or self._llama.n_tokens == 0:
+            return
+        self.saved.put(key, self._snapshot())
+
+    def prepare(self, messages: Sequence[Message], should_stop: Callable[[], bool], key: Hashable | None = None) -> int:
         """Read the prompt that the next turn after messages will start with into the KV cache.
 
         messages end with the user's turn still to come: what every continuation of them shares
@@ -132,9 +239,11 @@ class LlamaLlm:
         first, _ = self._format([*messages, Message("user", "a")])
         second, _ = self._format([*messages, Message("user", "b")])
         shared = first[: self._llama.longest_token_prefix(first, second)]
-        cached = self._llama.longest_token_prefix(self._llama._input_ids.tolist(), shared)
         if len(shared) + self._config.max_reply_tokens > self._config.context_tokens:
             return 0  # the turn itself will say why it cannot run
+        if should_stop():
+            return 0
+        cached, _ = self._load(key, shared)
         evaluated = 0
         for start in range(cached, len(shared), _PREPARE_BATCH):
             if should_stop():
@@ -143,6 +252,8 @@ class LlamaLlm:
             self._llama.n_tokens = start  # keep the cached prefix, drop what followed it
             self._llama.eval(batch)
             evaluated += len(batch)
+        if evaluated:
+            self._save(key)
         return evaluated
 
     def warm_up(self, system_prompt: str) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from edgevoice.atomic import atomic_file, write_atomic
 from edgevoice.errors import ModelError
 from edgevoice.models.check import check_whisper_ggml
 from edgevoice.models.registry import sha256_of
@@ -35,25 +34,11 @@ def convert_whisper(source_dir: Path, out: Path, weight_type: WeightType = Weigh
                 return False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as err:
-        raise ModelError(f"cannot write to {out.parent}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as stream:
+        with atomic_file(out, 0o644, verify=check_whisper_ggml) as stream:
             convert(source_dir, stream, weight_type)
-            stream.flush()
-            os.fsync(stream.fileno())
-        check_whisper_ggml(Path(temp_name))
-        os.replace(temp_name, out)
-        stamp_path.write_text(json.dumps(stamp) + "\n")
+        write_atomic(stamp_path, (json.dumps(stamp) + "\n").encode(), 0o644)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
         if err.errno == errno.ENOSPC:
             raise ModelError(f"disk full while writing {out}; nothing was replaced") from None
         raise ModelError(f"cannot write {out}: {err.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
     return True

@@ -1,6 +1,6 @@
 """A daemon whose models failed to load, in process with a stand-in loader: every route says so.
 
-No native model is loaded: the loader is tests.test_model_loader.FakeLoad, which fails a kind
+No native model is loaded: the loader is tests.engines.test_loader.FakeLoad, which fails a kind
 whose file holds b"bad" or is missing, and otherwise gives engines with nothing loaded.
 """
 
@@ -9,17 +9,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from edgevoice import model_loader, protocol
+from edgevoice import protocol
 from edgevoice.config import Config
-from edgevoice.model_loader import ModelLoader
-from edgevoice.server import Server
-from tests.test_model_loader import FakeLoad
+from edgevoice.engines import loader as model_loader
+from edgevoice.engines.loader import ModelLoader
+from edgevoice.protocol import Error
+from edgevoice.server.app import Server
+from tests.engines.test_loader import FakeLoad
+from tests.support.daemon import serving_with
+from tests.support.wire import expect
 
 
 def degraded_config(config: Config, tmp_path: Path, auth: str = "auto") -> Config:
@@ -38,20 +43,14 @@ def degraded_config(config: Config, tmp_path: Path, auth: str = "auto") -> Confi
     )
 
 
-async def start_degraded(config: Config) -> Server:
-    server = Server(config)
-    server.models = ModelLoader(config, FakeLoad(config))
-    await server.start("127.0.0.1", 0)
-    return server
+def serving_degraded(config: Config) -> AbstractAsyncContextManager[Server]:
+    return serving_with(config, loader=ModelLoader(config, FakeLoad(config)))
 
 
 @pytest.fixture
 async def degraded(config: Config, tmp_path: Path) -> AsyncIterator[Server]:
-    server = await start_degraded(degraded_config(config, tmp_path))
-    try:
+    async with serving_degraded(degraded_config(config, tmp_path)) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
@@ -97,41 +96,41 @@ async def test_status_and_metrics_say_the_same(degraded: Server) -> None:
 
 async def test_a_socket_gets_models_unavailable_then_1013(degraded: Server) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(degraded.ws_url) as ws:
-        error = await asyncio.wait_for(ws.receive_json(), 10)
+        error = await expect(ws, Error)
         closing = await asyncio.wait_for(ws.receive(), 10)
-    assert error["type"] == "error"
-    assert error["code"] == "models_unavailable"
-    assert error["fatal"] is True
-    assert "stt, llm" in error["message"]
+    assert error.code == "models_unavailable"
+    assert error.fatal is True
+    assert "stt, llm" in error.message
     assert closing.type == aiohttp.WSMsgType.CLOSE
     assert closing.data == protocol.CLOSE_TRY_LATER
     assert closing.extra == "models unavailable; try again later"
 
 
 async def test_healthz_stays_open_where_the_api_asks_for_a_token(config: Config, tmp_path: Path) -> None:
-    server = await start_degraded(degraded_config(config, tmp_path, auth="token"))
-    try:
-        async with aiohttp.ClientSession() as http:
-            status, health = await _get(http, server.http_url + "/healthz")
-            assert status == 503
-            assert set(_named(health["model_failures"])) == {"stt", "llm"}
-            status, _ = await _get(http, server.http_url + "/api/status")
-            assert status == 401
-    finally:
-        await server.stop()
+    async with (
+        serving_degraded(degraded_config(config, tmp_path, auth="token")) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        status, health = await _get(http, server.http_url + "/healthz")
+        assert status == 503
+        assert health == {"status": "degraded", "version": health["version"]}  # which files, and why: to the paired
+        status, _ = await _get(http, server.http_url + "/api/status")
+        assert status == 401
+        token = server.tokens.current()
+        async with http.get(server.http_url + "/healthz", headers={"Authorization": f"Bearer {token}"}) as got:
+            assert got.status == 503
+            health = await got.json()
+        assert set(_named(health["model_failures"])) == {"stt", "llm"}
 
 
 async def test_fixing_the_files_makes_it_healthy(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(model_loader, "RETRY_INTERVAL_S", 0.02)
-    server = await start_degraded(degraded_config(config, tmp_path))
-    loaded = asyncio.Event()
-    server.on_models_loaded = loaded.set
-    try:
+    async with serving_degraded(degraded_config(config, tmp_path)) as server:
         (tmp_path / "stt.bin").write_bytes(b"fixed")
         (tmp_path / "llm.gguf").write_bytes(b"found")
-        await asyncio.wait_for(loaded.wait(), 10)
+        await asyncio.wait_for(server.models.loaded.wait(), 10)
         assert not server.degraded
         async with aiohttp.ClientSession() as http:
             status, health = await _get(http, server.http_url + "/healthz")
@@ -141,14 +140,12 @@ async def test_fixing_the_files_makes_it_healthy(
             assert health["model_failures"] == []
             _, metrics = await _get(http, server.http_url + "/metrics")
         assert "\nedgevoice_models_ready 1\n" in metrics
-    finally:
-        await server.stop()
 
 
 async def test_stop_while_degraded_ends_the_retry(config: Config, tmp_path: Path) -> None:
-    server = await start_degraded(degraded_config(config, tmp_path))
-    retry = server._retry
-    assert retry is not None
-    assert not retry.done()
-    await asyncio.wait_for(server.stop(), 10)
-    assert retry.cancelled()
+    async with serving_degraded(degraded_config(config, tmp_path)) as server:
+        retry = server.models.retrying
+        assert retry is not None
+        assert not retry.done()
+        await asyncio.wait_for(server.stop(), 10)
+        assert retry.cancelled()

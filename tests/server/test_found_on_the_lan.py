@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sys
 import uuid
@@ -13,8 +12,8 @@ import pytest
 
 from edgevoice.config import Config
 from edgevoice.discovery import browse
-from edgevoice.engines.loaded import Engines
-from edgevoice.server import Server
+from edgevoice.engines.engines import Engines
+from tests.support.daemon import serving_with
 from tests.test_cli import BUNDLED
 
 pytestmark = pytest.mark.slow
@@ -35,12 +34,7 @@ async def _run(*args: str, timeout_s: float = 120) -> tuple[int, str, str]:
 
 async def test_box_is_found_by_name_and_talked_to(server_config: Config, engines: Engines, tmp_path: Path) -> None:
     name = f"test-{uuid.uuid4().hex[:8]}"
-    config = dataclasses.replace(
-        server_config, server=dataclasses.replace(server_config.server, discovery=True, name=name)
-    )
-    server = Server(config, engines)
-    await server.start("127.0.0.1", 0)
-    try:
+    async with serving_with(server_config, engines, discovery=True, name=name) as server:
         code, out, err = await _run("discover", "--interface", "127.0.0.1", "--timeout", "2")
         assert code == 0, err
         assert name in out
@@ -57,7 +51,5 @@ async def test_box_is_found_by_name_and_talked_to(server_config: Config, engines
         transcripts = [e["text"] for e in events if e["type"] == "transcript"]
         assert any("capital" in text.lower() for text in transcripts), transcripts
         assert reply.stat().st_size > 44
-    finally:
-        await server.stop()
     # Withdrawn on shutdown: a browse right after no longer finds it.
     assert name not in [box.name for box in await browse("127.0.0.1", 2.0)]

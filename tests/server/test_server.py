@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ssl
 import subprocess
 from collections.abc import Callable
@@ -15,11 +14,13 @@ import pytest
 from edgevoice import protocol
 from edgevoice.audio.pcm import Samples, read_audio, resample
 from edgevoice.config import Config
-from edgevoice.engines.loaded import Engines
+from edgevoice.engines.engines import Engines
 from edgevoice.engines.worker import EngineBusy
-from edgevoice.server import Server
+from edgevoice.protocol import Busy, Bye, Gap, Interrupted, ReplyText, Transcript, TurnDone
+from edgevoice.server.app import Server
 from tests.conftest import with_silence
-from tests.server.wire import Received, hello, receive, stream
+from tests.support.daemon import serving_with
+from tests.support.wire import Received, expect, expect_error, hello, receive, stream
 from tests.test_cli import BUNDLED
 
 pytestmark = pytest.mark.slow
@@ -53,13 +54,13 @@ async def test_healthz_and_pages(server: Server) -> None:
 async def test_one_turn_over_the_socket(server: Server, question: Samples) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
         ready = await hello(ws)
-        assert ready["sample_rate"] == 16_000
-        assert ready["resumed"] is False
-        assert protocol.valid_conversation_id(ready["conversation"])
+        assert ready.sample_rate == 16_000
+        assert ready.resumed is False
+        assert protocol.valid_conversation_id(ready.conversation)
         sender = asyncio.create_task(stream(ws, question))
-        got = await receive(ws, Received(), until="turn_done")
+        got = await receive(ws, Received(), until=TurnDone)
         await sender
-    kinds = [e["type"] for e in got.events]
+    kinds = got.kinds
     for earlier, later in [
         ("speech_started", "speech_stopped"),
         ("speech_stopped", "transcript"),
@@ -68,63 +69,55 @@ async def test_one_turn_over_the_socket(server: Server, question: Samples) -> No
         ("reply_audio_end", "turn_done"),
     ]:
         assert kinds.index(earlier) < kinds.index(later), kinds
-    assert "capital" in got.of("transcript")[0]["text"].lower()
-    done = got.of("turn_done")[0]
-    assert done["reply"] == "".join(e["delta"] for e in got.of("reply_text")).strip()
-    timings = done["timings"]
+    assert "capital" in got.of(Transcript)[0].text.lower()
+    done = got.of(TurnDone)[0]
+    assert done.reply == "".join(e.delta for e in got.of(ReplyText)).strip()
+    timings = done.timings
     assert 0 <= timings["stt_done"] <= timings["first_token"] <= timings["first_audio"]
     # Reply audio: the header names the turn and the voice's rate, chunks of at most ~100 ms, in order.
     assert [a.seq for a in got.audio] == list(range(len(got.audio)))
     assert {(a.turn, a.sample_rate) for a in got.audio} == {(1, 22_050)}
     assert max(len(a.pcm) // 2 for a in got.audio) <= 22_050 // 10
     seconds = sum(len(a.pcm) // 2 for a in got.audio) / 22_050
-    assert seconds > 0.15 * len(done["reply"].split())
+    assert seconds > 0.15 * len(done.reply.split())
 
 
 async def test_other_rates_are_resampled(server: Server, question: Samples) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
         ready = await hello(ws, rate=48_000)
-        assert ready["max_frame_samples"] == 12_000
+        assert ready.max_frame_samples == 12_000
         await stream(ws, resample(question, 16_000, 48_000), rate=48_000)
-        got = await receive(ws, Received(), until="transcript")
-    assert "capital" in got.of("transcript")[0]["text"].lower()
-
-
-async def _expect_error(ws: aiohttp.ClientWebSocketResponse, code: str) -> dict[str, object]:
-    event = await asyncio.wait_for(ws.receive_json(), 10)
-    assert event["type"] == "error", event
-    assert event["code"] == code, event
-    return dict(event)
+        got = await receive(ws, Received(), until=Transcript)
+    assert "capital" in got.of(Transcript)[0].text.lower()
 
 
 async def test_bad_messages_get_errors_and_the_connection_goes_on(server: Server) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
         await ws.send_str("{not json")
-        await _expect_error(ws, "bad_json")
+        await expect_error(ws, "bad_json")
         await ws.send_str("[1, 2]")
-        await _expect_error(ws, "bad_message")
+        await expect_error(ws, "bad_message")
         await ws.send_str('{"type": "dance"}')
-        await _expect_error(ws, "unknown_type")
+        await expect_error(ws, "unknown_type")
         await ws.send_str('{"type": "hello", "pad": "' + "x" * 5000 + '"}')
-        await _expect_error(ws, "too_large")
+        await expect_error(ws, "too_large")
         await ws.send_str('{"type": "hello", "protocol": 1, "sample_rate": "16000"}')
-        await _expect_error(ws, "bad_message")
+        await expect_error(ws, "bad_message")
         await hello(ws)
-        await ws.send_str(protocol.dumps(protocol.Hello(16_000).to_json()))
-        await _expect_error(ws, "bad_message")
+        await ws.send_str(protocol.Hello(16_000).to_text())
+        await expect_error(ws, "bad_message")
         await ws.send_bytes(b"\x00\x00")
-        await _expect_error(ws, "bad_frame")
+        await expect_error(ws, "bad_frame")
         await ws.send_bytes(protocol.encode_client_audio(0, b"\x00\x00\x00"))
-        await _expect_error(ws, "bad_frame")
+        await expect_error(ws, "bad_frame")
         await ws.send_bytes(protocol.encode_client_audio(1, bytes(2 * 4001)))
-        error = await _expect_error(ws, "frame_too_large")
-        assert error["fatal"] is False
+        error = await expect_error(ws, "frame_too_large")
+        assert error.fatal is False
         await ws.send_bytes(protocol.encode_client_audio(2, bytes(640)))
         await ws.send_bytes(protocol.encode_client_audio(5, bytes(640)))
-        gap = await asyncio.wait_for(ws.receive_json(), 10)
-        assert gap == {"type": "gap", "missing": 2, "lost_total": 2, "received": 2}
+        assert await expect(ws, Gap) == Gap(missing=2, lost_total=2, received=2)
         await ws.send_str('{"type": "bye"}')
-        assert (await asyncio.wait_for(ws.receive_json(), 10)) == {"type": "bye"}
+        assert await expect(ws, Bye) == Bye()
         closing = await asyncio.wait_for(ws.receive(), 10)
         assert closing.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == protocol.CLOSE_NORMAL
@@ -143,8 +136,8 @@ async def test_bad_messages_get_errors_and_the_connection_goes_on(server: Server
 async def test_fatal_errors_close_with_a_code(server: Server, first: bytes | str, code: str, close_code: int) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
         await (ws.send_bytes(first) if isinstance(first, bytes) else ws.send_str(first))
-        error = await _expect_error(ws, code)
-        assert error["fatal"] is True
+        error = await expect_error(ws, code)
+        assert error.fatal is True
         message = await asyncio.wait_for(ws.receive(), 10)
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == close_code
@@ -158,6 +151,20 @@ async def test_oversized_frame_closes_with_1009(server: Server) -> None:
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == protocol.CLOSE_TOO_BIG
     await _still_serving(server)
+
+
+async def test_the_largest_legal_frame_at_48_khz_is_taken(server: Server) -> None:
+    """ready advertises 12,000 samples at 48 kHz: a frame of exactly that (24,004 bytes, the cap) is audio."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+        ready = await hello(ws, rate=48_000)
+        largest = protocol.encode_client_audio(0, bytes(2 * ready.max_frame_samples))
+        assert len(largest) == protocol.MAX_FRAME_BYTES
+        await ws.send_bytes(largest)
+        await ws.send_bytes(protocol.encode_client_audio(2, bytes(2 * 480)))
+        # a gap report proves both frames were read as audio, and the socket is still open
+        assert await expect(ws, Gap) == Gap(missing=1, lost_total=1, received=2)
+        await ws.send_str(protocol.Bye().to_text())
+        assert await expect(ws, Bye) == Bye()
 
 
 async def _still_serving(server: Server) -> None:
@@ -182,20 +189,19 @@ async def test_origin_is_checked(server: Server) -> None:
 
 
 async def test_too_many_clients_get_1013(server_config: Config, engines: Engines) -> None:
-    config = dataclasses.replace(server_config, server=dataclasses.replace(server_config.server, max_clients=1))
-    server = Server(config, engines)
-    await server.start("127.0.0.1", 0)
-    try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as first:
-            await hello(first)
-            async with http.ws_connect(server.ws_url) as second:
-                message = await asyncio.wait_for(second.receive(), 10)
-                assert message.type == aiohttp.WSMsgType.CLOSE
-                assert second.close_code == protocol.CLOSE_TRY_LATER
-            await first.send_str('{"type": "bye"}')
-            assert (await asyncio.wait_for(first.receive_json(), 10))["type"] == "bye"
-    finally:
-        await server.stop()
+    async with (
+        serving_with(server_config, engines, max_clients=1) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url) as first,
+    ):
+        await hello(first)
+        async with http.ws_connect(server.ws_url) as second:
+            await second.send_str(protocol.Hello(16_000, "test").to_text())
+            message = await asyncio.wait_for(second.receive(), 10)
+            assert message.type == aiohttp.WSMsgType.CLOSE
+            assert second.close_code == protocol.CLOSE_TRY_LATER
+        await first.send_str('{"type": "bye"}')
+        await expect(first, Bye)
 
 
 async def test_two_clients_keep_their_conversations_apart(
@@ -205,58 +211,53 @@ async def test_two_clients_keep_their_conversations_apart(
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(server.ws_url) as a, http.ws_connect(server.ws_url) as b:
             ready_a, ready_b = await hello(a), await hello(b)
-            assert ready_a["conversation"] != ready_b["conversation"]
+            assert ready_a.conversation != ready_b.conversation
             got = await asyncio.gather(
                 _turn(a, question),
                 _turn(b, other),
             )
-        assert "capital" in got[0].of("transcript")[0]["text"].lower()
-        assert "kitchen" in got[1].of("transcript")[0]["text"].lower()
-        assert all(len(g.of("turn_done")) == 1 for g in got)
+        assert "capital" in got[0].of(Transcript)[0].text.lower()
+        assert "kitchen" in got[1].of(Transcript)[0].text.lower()
+        assert all(len(g.of(TurnDone)) == 1 for g in got)
         assert {a.turn for g in got for a in g.audio} == {1}
         # Each conversation remembers only its own exchange, and a new connection resumes it.
         async with http.ws_connect(server.ws_url) as again:
-            resumed = await hello(again, conversation=ready_b["conversation"])
-            assert resumed["resumed"] is True
-    store = server._store
-    history_a = store.open(ready_a["conversation"]).conversation.history
-    history_b = store.open(ready_b["conversation"]).conversation.history
-    assert [said for said, _ in history_a] == [got[0].of("transcript")[0]["text"]]
-    assert [said for said, _ in history_b] == [got[1].of("transcript")[0]["text"]]
+            resumed = await hello(again, conversation=ready_b.conversation)
+            assert resumed.resumed is True
+    store = server.conversations
+    history_a = store.open(ready_a.conversation).conversation.history
+    history_b = store.open(ready_b.conversation).conversation.history
+    assert [said for said, _ in history_a] == [got[0].of(Transcript)[0].text]
+    assert [said for said, _ in history_b] == [got[1].of(Transcript)[0].text]
 
 
 async def _turn(ws: aiohttp.ClientWebSocketResponse, samples: Samples) -> Received:
     sender = asyncio.create_task(stream(ws, samples))
-    got = await receive(ws, Received(), until="turn_done", timeout_s=120)
+    got = await receive(ws, Received(), until=TurnDone, timeout_s=120)
     await sender
     return got
 
 
 async def test_conversation_survives_a_restart(server_config: Config, engines: Engines, question: Samples) -> None:
-    first = Server(server_config, engines)
-    await first.start("127.0.0.1", 0)
-    try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(first.ws_url) as ws:
-            conversation = (await hello(ws))["conversation"]
-            said = (await _turn(ws, question)).of("turn_done")[0]
-    finally:
-        await first.stop()
-    second = Server(server_config, engines)
-    await second.start("127.0.0.1", 0)
-    try:
+    async with (
+        serving_with(server_config, engines) as first,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(first.ws_url) as ws,
+    ):
+        conversation = (await hello(ws)).conversation
+        said = (await _turn(ws, question)).of(TurnDone)[0]
+    async with serving_with(server_config, engines) as second:
         async with aiohttp.ClientSession() as http, http.ws_connect(second.ws_url) as ws:
             ready = await hello(ws, conversation=conversation)
-            assert ready["resumed"] is True
-            assert ready["conversation"] == conversation
-        history = second._store.open(conversation).conversation.history
-        assert list(history) == [(said["transcript"], said["reply"])]
-    finally:
-        await second.stop()
+            assert ready.resumed is True
+            assert ready.conversation == conversation
+        history = second.conversations.open(conversation).conversation.history
+        assert list(history) == [(said.transcript, said.reply)]
 
 
 async def test_resuming_takes_the_conversation_over(server: Server) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as old:
-        conversation = (await hello(old))["conversation"]
+        conversation = (await hello(old)).conversation
         async with http.ws_connect(server.ws_url) as new:
             await hello(new, conversation=conversation)
             message = await asyncio.wait_for(old.receive(), 10)
@@ -268,14 +269,14 @@ async def test_interrupt_stops_the_reply(server: Server, question: Samples) -> N
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
         await hello(ws)
         sender = asyncio.create_task(stream(ws, question))
-        got = await receive(ws, Received(), until="reply_text")
+        got = await receive(ws, Received(), until=ReplyText)
         await ws.send_str('{"type": "interrupt"}')
-        await receive(ws, got, until="turn_done")
+        await receive(ws, got, until=TurnDone)
         await sender
-    interrupted = got.of("interrupted")
+    interrupted = got.of(Interrupted)
     assert len(interrupted) == 1
-    assert interrupted[0]["turn"] == 1
-    assert got.of("turn_done")[0]["interrupted"] is True
+    assert interrupted[0].turn == 1
+    assert got.of(TurnDone)[0].interrupted is True
 
 
 async def test_busy_engine_is_reported(server: Server, question: Samples) -> None:
@@ -301,11 +302,11 @@ async def test_busy_engine_is_reported(server: Server, question: Samples) -> Non
         async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
             await hello(ws)
             await stream(ws, question)
-            got = await receive(ws, Received(), until="turn_done")
-        busy = got.of("busy")
+            got = await receive(ws, Received(), until=TurnDone)
+        busy = got.of(Busy)
         assert len(busy) == 1
-        assert "busy" in str(busy[0]["message"])
-        assert got.of("turn_done")[0]["transcript"] == ""
+        assert "busy" in busy[0].message
+        assert got.of(TurnDone)[0].transcript == ""
     finally:
         release.set()
         await asyncio.wait_for(asyncio.gather(*held), 30)
@@ -348,10 +349,7 @@ async def test_tls_serves_https_and_wss(
 ) -> None:
     """The daemon serves HTTPS and WSS with a self-signed certificate."""
     cert, key = self_signed
-    settings = dataclasses.replace(server_config.server, tls_cert=cert, tls_key=key)
-    server = Server(dataclasses.replace(server_config, server=settings), engines)
-    await server.start("127.0.0.1", 0)
-    try:
+    async with serving_with(server_config, engines, tls_cert=cert, tls_key=key) as server:
         assert server.http_url.startswith("https://")
         assert server.ws_url.startswith("wss://")
         trust = ssl.create_default_context(cafile=str(cert))
@@ -362,5 +360,3 @@ async def test_tls_serves_https_and_wss(
                 await hello(ws)
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
                 await http.get(server.http_url + "/healthz")  # not trusted without the certificate
-    finally:
-        await server.stop()

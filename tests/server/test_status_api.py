@@ -12,9 +12,10 @@ import pytest
 
 from edgevoice import __version__
 from edgevoice.audio.pcm import Samples, read_audio
-from edgevoice.server import Server
+from edgevoice.protocol import TurnDone
+from edgevoice.server.app import Server
 from tests.conftest import with_silence
-from tests.server.wire import Received, hello, receive, stream
+from tests.support.wire import Received, hello, receive, stream
 from tests.test_cli import BUNDLED
 
 pytestmark = pytest.mark.slow
@@ -56,30 +57,30 @@ async def test_a_turn_shows_in_every_route(server: Server, question: Samples) ->
         async with http.ws_connect(server.ws_url) as ws:
             ready = await hello(ws)
             sender = asyncio.create_task(stream(ws, question))
-            got = await receive(ws, Received(), until="turn_done")
+            got = await receive(ws, Received(), until=TurnDone)
             await asyncio.wait_for(sender, 30)
-        done = got.of("turn_done")[0]
+        done = got.of(TurnDone)[0]
         fed = await _next_event(events, "turn_done")
         events.close()
-        assert fed["conversation"] == ready["conversation"]
+        assert fed["conversation"] == ready.conversation
         assert fed["client"] == "test"
-        assert fed["transcript"] == done["transcript"]
+        assert fed["transcript"] == done.transcript
 
         turns = await _get_json(http, server.http_url + "/api/turns?limit=5")
         (turn,) = turns["turns"]
-        assert turn["conversation"] == ready["conversation"]
+        assert turn["conversation"] == ready.conversation
         assert turn["client"] == "test"
         assert "capital" in turn["transcript"].lower()
-        assert turn["reply"] == done["reply"]
+        assert turn["reply"] == done.reply
         for stage in TIMED_STAGES:
-            assert turn["timings_ms"][stage] == pytest.approx(done["timings"][stage], abs=0.2)
+            assert turn["timings_ms"][stage] == pytest.approx(done.timings[stage], abs=0.2)
         assert turn["timings_ms"]["interrupted"] is None
 
         latency = await _get_json(http, server.http_url + "/api/latency?window=600")
         assert latency["turns"] == 1
         for stage in TIMED_STAGES:
             assert latency["stages"][stage]["n"] == 1
-            assert latency["stages"][stage]["p99"] == pytest.approx(done["timings"][stage], abs=0.2)
+            assert latency["stages"][stage]["p99"] == pytest.approx(done.timings[stage], abs=0.2)
         assert latency["stages"]["interrupted"]["n"] == 0
 
         async with asyncio.timeout(30), http.get(server.http_url + "/metrics") as response:
@@ -94,7 +95,12 @@ async def test_a_turn_shows_in_every_route(server: Server, question: Samples) ->
         assert {'edgevoice_engine_busy{engine="llm"} 0', 'edgevoice_engine_busy{engine="llm"} 1'} & set(samples)
         assert 'edgevoice_engine_busy{engine="stt"} 0' in samples
 
-        status = await _get_json(http, server.http_url + "/api/status")
+        # The model's reading ahead ends on its own (0.05 s a step, 30 s at most); then every engine is idle.
+        for _ in range(600):
+            status = await _get_json(http, server.http_url + "/api/status")
+            if status["engines"]["llm"]["state"] == "idle":
+                break
+            await asyncio.sleep(0.05)
         assert set(status["models"]) == {"stt", "llm", "tts"}
         for model in status["models"].values():
             assert all(f["bytes"] > 0 for f in model["files"]), model

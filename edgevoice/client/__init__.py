@@ -1,0 +1,1 @@
+"""`edgevoice client`: talk to a box over its WebSocket from another machine."""

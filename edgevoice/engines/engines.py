@@ -1,0 +1,217 @@
+"""The engines a process uses, loaded once and warmed up, each behind its own worker thread.
+
+Two cores cannot run the language model and the voice at full speed at once. The voice goes
+first: while a turn's first words are being voiced, the model waits between tokens, so the first
+audio comes as soon as it can; a voice that fails holds nothing back.
+
+Several conversations share the engines: every job carries its turn's Claim, and each engine runs
+the best waiting claim first (schedule.py): confirmed turns before speculative work, background
+work (partial transcripts, prompts read ahead) last and stopped when a turn needs the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterator, Sequence
+
+from edgevoice.audio.pcm import Pcm16, Samples
+from edgevoice.config import Config
+from edgevoice.engines.kinds import LanguageModel, SpeechToText, TextToSpeech
+from edgevoice.engines.llm import GenerationStats, Message
+from edgevoice.engines.schedule import Claim, Rank
+from edgevoice.engines.worker import CancelToken, EngineBusy, EngineWorker
+from edgevoice.errors import EdgevoiceError
+from edgevoice.models.registry import Kind, resolve
+
+_log = logging.getLogger(__name__)
+ALL_KINDS = frozenset(Kind)
+
+
+class Engines:
+    def __init__(
+        self, config: Config, stt: SpeechToText | None, llm: LanguageModel | None, tts: TextToSpeech | None
+    ) -> None:
+        self.config = config
+        self._stt, self._llm, self._tts = stt, llm, tts
+        self.stt_worker = EngineWorker("stt")
+        self.llm_worker = EngineWorker("llm")
+        self.tts_worker = EngineWorker("tts")
+        self._llm_may_go = threading.Event()
+        """Clear while some turn's first words are being voiced: every reply waits before its next token."""
+        self._llm_may_go.set()
+        self._first_words = 0
+        """First words being voiced now (one per turn at most; turns of several clients may overlap)."""
+
+    @classmethod
+    def load(cls, config: Config, kinds: Collection[Kind] = ALL_KINDS, warm: bool = True) -> Engines:
+        """Load (and warm up) the engines named by kinds; raise ModelError naming a bad file or a server
+        that does not answer. An engine whose [kind] url is set runs on that server instead of here."""
+        started = time.monotonic()
+        stt = _speech_to_text(config) if Kind.STT in kinds else None
+        llm = _language_model(config) if Kind.LLM in kinds else None
+        tts = _text_to_speech(config) if Kind.TTS in kinds else None
+        engines = cls(config, stt, llm, tts)
+        if warm:
+            try:
+                engines.warm_up()
+            except BaseException:
+                engines.close()
+                raise
+        _log.info("engines %s ready in %.1f s", sorted(k.value for k in kinds), time.monotonic() - started)
+        return engines
+
+    def warm_up(self) -> None:
+        """One small job per engine, on the thread that will serve it (see EngineWorker.call)."""
+        stt, llm, tts = self._stt, self._llm, self._tts
+        if stt is not None:
+            self.stt_worker.call(stt.warm_up)
+        if llm is not None:
+            self.llm_worker.call(lambda: llm.warm_up(self.config.llm.system_prompt))
+        if tts is not None:
+            self.tts_worker.call(tts.warm_up)
+
+    @property
+    def stt(self) -> SpeechToText:
+        if self._stt is None:
+            raise EdgevoiceError("the speech-to-text engine was not loaded")
+        return self._stt
+
+    @property
+    def llm(self) -> LanguageModel:
+        if self._llm is None:
+            raise EdgevoiceError("the language model engine was not loaded")
+        return self._llm
+
+    @property
+    def tts(self) -> TextToSpeech:
+        if self._tts is None:
+            raise EdgevoiceError("the text-to-speech engine was not loaded")
+        return self._tts
+
+    @property
+    def stt_idle(self) -> bool:
+        """Whether speech-to-text has nothing running or waiting: time to spare for work that may wait."""
+        return not self.stt_worker.busy and not self.stt_worker.waiting
+
+    def expected_wait_s(self, claim: Claim) -> float:
+        """About how long a turn with this claim would wait to start: for speech-to-text, its first
+        engine. (The model's and the voice's jobs are streams paced by their listeners: their length
+        says little about the wait, and the scheduler already puts a turn's first words first.)"""
+        return self.stt_worker.expected_wait_s(claim)
+
+    async def transcribe(self, samples: Samples, claim: Claim | None = None) -> str:
+        stt = self.stt
+        return await self.stt_worker.run_cancellable(lambda token: stt.transcribe(samples, token), claim)
+
+    def reply(
+        self,
+        messages: Sequence[Message],
+        claim: Claim | None = None,
+        key: Hashable | None = None,
+        stats: Callable[[GenerationStats], None] | None = None,
+    ) -> AsyncIterator[str]:
+        """The model's reply as it is generated; it holds back between tokens while first words are voiced.
+
+        key: the conversation, whose evaluated prompt the model keeps between its turns.
+        stats: given the reply's GenerationStats on the engine thread when it ends.
+        """
+        llm, may_go, worker = self.llm, self._llm_may_go, self.llm_worker
+        give_way = None
+        if claim is not None:
+            mine = claim
+
+            def give_way(before: Callable[[], None], after: Callable[[], None]) -> int:
+                return worker.give_way(mine, before, after)
+
+        def produce(token: CancelToken) -> Iterator[str]:
+            try:
+                yield from llm.stream_reply(messages, token, may_go, key, give_way)
+            finally:
+                if stats is not None:
+                    stats(llm.last_stats)
+
+        return self.llm_worker.stream(produce, claim=claim)
+
+    def prepare(self, messages: Sequence[Message], key: Hashable | None = None) -> None:
+        """Let the language model read the start of the next turn's prompt while it has nothing else
+        to do; it gives way as soon as a turn needs it. Best effort: a busy engine skips it."""
+        llm, worker = self._llm, self.llm_worker
+        if llm is None:
+            return
+        claim = Claim(time.monotonic(), Rank.BACKGROUND)
+        try:
+            pending = worker.submit(lambda: llm.prepare(messages, lambda: worker.waiting > 0, key), claim)
+        except EngineBusy:
+            return
+        pending.add_done_callback(_log_prepare_failure)
+
+    async def speech(self, text: str, *, first_words: bool = False, claim: Claim | None = None) -> AsyncIterator[Pcm16]:
+        """text spoken, in pieces as Piper makes them.
+
+        first_words: these are the first words of a turn, so every reply waits between tokens until
+        they give their first audio, fail or are given up.
+        """
+        tts = self.tts
+        holding = first_words
+        if holding:
+            self._hold_llm()
+        try:
+            async for pcm in self.tts_worker.stream(lambda token: tts.synthesize(text, token), claim=claim):
+                if holding:
+                    holding = False
+                    self._release_llm()
+                yield pcm
+        finally:
+            if holding:
+                self._release_llm()
+
+    def _hold_llm(self) -> None:
+        self._first_words += 1
+        self._llm_may_go.clear()
+
+    def _release_llm(self) -> None:
+        self._first_words -= 1
+        if self._first_words == 0:
+            self._llm_may_go.set()
+
+    def close(self) -> None:
+        for worker in (self.stt_worker, self.llm_worker, self.tts_worker):
+            worker.close()
+
+
+def _speech_to_text(config: Config) -> SpeechToText:
+    if config.stt.url:
+        from edgevoice.engines.wyoming_stt import WyomingStt  # noqa: PLC0415
+
+        return WyomingStt(config.stt)
+    from edgevoice.engines.stt import WhisperStt  # noqa: PLC0415
+
+    return WhisperStt(config.stt, resolve(config, Kind.STT).path)
+
+
+def _language_model(config: Config) -> LanguageModel:
+    if config.llm.url:
+        from edgevoice.engines.openai_llm import OpenAiLlm  # noqa: PLC0415
+
+        return OpenAiLlm(config.llm)
+    from edgevoice.engines.llm import LlamaLlm  # noqa: PLC0415
+
+    return LlamaLlm(config.llm, resolve(config, Kind.LLM).path)
+
+
+def _text_to_speech(config: Config) -> TextToSpeech:
+    if config.tts.url:
+        from edgevoice.engines.wyoming_tts import WyomingTts  # noqa: PLC0415
+
+        return WyomingTts(config.tts)
+    from edgevoice.engines.tts import PiperTts  # noqa: PLC0415
+
+    return PiperTts(config.tts, resolve(config, Kind.TTS).path)
+
+
+def _log_prepare_failure(done: asyncio.Future[int]) -> None:
+    if not done.cancelled() and (err := done.exception()) is not None:
+        _log.warning("preparing the next prompt failed: %s", err)

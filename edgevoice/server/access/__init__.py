@@ -1,0 +1,1 @@
+"""Who gets in: the pairing token and cookie, wrong guesses and message rates, slow and hoarding HTTP clients."""

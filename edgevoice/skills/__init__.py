@@ -1,0 +1,1 @@
+"""Intents answered before the language model: the time and date, timers, "stop", the shopping list."""

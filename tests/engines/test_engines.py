@@ -1,0 +1,116 @@
+"""The loaded engines together: the voice goes first, holding the model while a turn's first words are voiced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+
+from edgevoice.audio.pcm import Pcm16
+from edgevoice.engines.engines import Engines
+from edgevoice.engines.llm import Message
+
+HELD_S = 1.5
+GOES_ON_S = 30.0
+"""Long enough for a few tokens on a busy machine: a model that is not held produces them well before."""
+
+
+@contextlib.asynccontextmanager
+async def voice_busy(engines: Engines) -> AsyncIterator[threading.Event]:
+    """The voice's thread busy with another job until the event is set: first words wait for it, unheard."""
+    free = threading.Event()
+    job = engines.tts_worker.submit(lambda: free.wait(60))
+    try:
+        yield free
+    finally:
+        free.set()
+        await job
+
+
+async def _collect(engines: Engines, into: list[str], going: asyncio.Event | None = None) -> None:
+    """The reply's pieces into `into`; `going` is set once there are two: the model is not held."""
+    messages = [Message("system", "You are verbose."), Message("user", "Count slowly from one to thirty.")]
+    async for delta in engines.reply(messages):
+        into.append(delta)
+        if going is not None and len(into) >= 2:
+            going.set()
+
+
+async def goes_on(engines: Engines) -> bool:
+    """Whether a reply gets past its first piece while the voice is busy with something else."""
+    deltas: list[str] = []
+    going = asyncio.Event()
+    reply = asyncio.create_task(_collect(engines, deltas, going))
+    try:
+        async with asyncio.timeout(GOES_ON_S):
+            await going.wait()
+    except TimeoutError:
+        return False
+    finally:
+        reply.cancel()
+        await asyncio.gather(reply, return_exceptions=True)
+    return True
+
+
+async def _first_audio(engines: Engines, first_words: bool) -> Pcm16:
+    speech = engines.speech("Hello there.", first_words=first_words)
+    try:
+        return await anext(speech)
+    finally:
+        await speech.aclose()
+
+
+async def test_first_words_hold_the_model_until_they_give_audio(engines: Engines) -> None:
+    deltas: list[str] = []
+    async with asyncio.timeout(120), voice_busy(engines) as free:
+        first = asyncio.create_task(_first_audio(engines, first_words=True))
+        await asyncio.sleep(0.05)  # the voice has the words and holds the model
+        reply = asyncio.create_task(_collect(engines, deltas))
+        await asyncio.sleep(HELD_S)
+        held = len(deltas)
+        free.set()
+        assert len(await first) > 0
+        await reply
+    assert held <= 1, f"the model went on while the first words waited for the voice: {deltas[:held]}"
+    assert len(deltas) > held + 1, "the model did not go on once the voice gave audio"
+
+
+async def test_first_words_given_up_release_the_model(engines: Engines) -> None:
+    async with asyncio.timeout(120), voice_busy(engines):
+        first = asyncio.create_task(_first_audio(engines, first_words=True))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the turn was interrupted before its voice could start: nothing is held
+        await asyncio.gather(first, return_exceptions=True)
+        assert await goes_on(engines), "a voice that was given up still holds the model"
+
+
+async def test_first_words_spoken_to_the_end_release_the_model_once(engines: Engines) -> None:
+    """The hold ends with their first audio: the rest of what they say (here a second sentence)
+    releases nothing more, so a later turn's first words still hold the model."""
+    async with asyncio.timeout(120):
+        pieces = [pcm async for pcm in engines.speech("Hello there. How are you today?", first_words=True)]
+    assert len(pieces) >= 2
+    deltas: list[str] = []
+    async with asyncio.timeout(120), voice_busy(engines) as free:
+        first = asyncio.create_task(_first_audio(engines, first_words=True))
+        await asyncio.sleep(0.05)
+        reply = asyncio.create_task(_collect(engines, deltas))
+        await asyncio.sleep(HELD_S)
+        held = len(deltas)
+        free.set()
+        await first
+        await reply
+    assert held <= 1, f"the model went on while the first words waited for the voice: {deltas[:held]}"
+    assert len(deltas) > held + 1, "the model did not go on once the voice gave audio"
+
+
+async def test_later_words_do_not_hold_the_model(engines: Engines) -> None:
+    async with asyncio.timeout(120), voice_busy(engines):
+        later = asyncio.create_task(_first_audio(engines, first_words=False))
+        await asyncio.sleep(0.05)
+        try:
+            assert await goes_on(engines), "words after the first held the model"
+        finally:
+            later.cancel()
+            await asyncio.gather(later, return_exceptions=True)
