@@ -3,7 +3,9 @@
 Everyday questions none of which is in bench/clips, each said by several voices (espeak-ng's
 American, British, Scottish and a female American voice, and Piper's), with pink room noise mixed
 in at a signal-to-noise ratio (`--snr`, none for clean speech), each clip with its own noise. Each
-WAV (16 kHz mono, 16-bit) has its text beside it, as bench/README.md lays a set out. The set is
+WAV (16 kHz mono, 16-bit) has its text beside it, as bench/README.md lays a set out, and NAME.end:
+where the speech ends (ms), found on the clean clip before the noise went in, since in noise
+the benchmark could not find it itself. The set is
 made again from the same arguments the same way, so figures from it can be compared.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgevoice.audio.pcm import SAMPLE_RATE, to_pcm16, write_wav
+from edgevoice.bench.measure import true_end_of_speech
 from edgevoice.bench.noise import mix_noise, trim
 from edgevoice.bench.pauses import ESPEAK_VOICES, PIPER_VOICE, Synthesise, espeak, framed, piper
 from edgevoice.config import load_config
@@ -46,11 +49,13 @@ def make(out: Path, names: Sequence[str], snr_db: float | None, lead_s: float = 
     for voice, speak in voices(names).items():
         for index, text in enumerate(QUESTIONS):
             samples = framed(trim(speak(text)), lead_s, tail_s)
+            end_ms = true_end_of_speech(samples) * 1000 // SAMPLE_RATE
             if snr_db is not None:
                 samples = mix_noise(samples, snr_db, seed=count)
             stem = f"{voice.replace('+', '-')}-{index:02d}" + ("" if snr_db is None else f"-snr{snr_db:g}")
             write_wav(out / f"{stem}.wav", to_pcm16(samples), SAMPLE_RATE)
             (out / f"{stem}.txt").write_text(text + "\n", encoding="utf-8")
+            (out / f"{stem}.end").write_text(f"{end_ms}\n", encoding="utf-8")
             count += 1
     return count
 

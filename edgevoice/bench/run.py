@@ -84,10 +84,24 @@ def load_clips(folder: Path) -> list[Clip]:
         samples = read_audio(wav)
         text = wav.with_suffix(".txt")
         reference = text.read_text(encoding="utf-8").strip() if text.is_file() else None
-        clips.append(Clip(wav.stem, samples, reference, true_end_of_speech(samples)))
+        clips.append(Clip(wav.stem, samples, reference, speech_end(wav, samples)))
     if not clips:
         raise BenchError(f"{folder}: no .wav clips to play")
     return clips
+
+
+def speech_end(wav: Path, samples: Samples) -> int:
+    """Where the clip's speech ends: NAME.end (ms, written by whoever mixed noise in) or found in the audio."""
+    given = wav.with_suffix(".end")
+    if not given.is_file():
+        return true_end_of_speech(samples)
+    try:
+        ms = int(given.read_text(encoding="utf-8").strip())
+    except ValueError as error:
+        raise BenchError(f"{given}: not a whole number of milliseconds") from error
+    if not 0 < ms * SAMPLE_RATE // 1000 <= len(samples):
+        raise BenchError(f"{given}: {ms} ms is not inside the clip")
+    return ms * SAMPLE_RATE // 1000
 
 
 def _pacer() -> Pacer:
