@@ -29,6 +29,11 @@ class PiperTts:
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Every sentence is a new input length. onnxruntime's arena and its per-shape memory plans
+        # keep what each length needed: over a few hundred sentences the process grew by ~200 MB.
+        # Without them memory stays flat, for ~10% more synthesis time (measured in the notes).
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         try:
             session = onnxruntime.InferenceSession(
                 str(voice_path), sess_options=options, providers=["CPUExecutionProvider"]

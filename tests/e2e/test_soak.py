@@ -1,6 +1,12 @@
 """A bounded soak: one real daemon process, 20 clients at once over loopback, most talking in real
 time, some misbehaving; the daemon must stay up, answer /healthz, serve turns, and hold its memory
-flat after warm-up. EDGEVOICE_SOAK_SECONDS lengthens it (default 90).
+flat after warm-up. EDGEVOICE_SOAK_SECONDS lengthens it (default 150).
+
+Warm-up is long: twenty conversations fill their history, the per-conversation prompt state
+(llm.state_cache_mb) and the allocators' free lists. Run for 240 s, the daemon's RSS by tenths
+was 545 590 619 645 666 670 674 675 677 681 MB: it climbs for about two minutes, then holds. So
+the drift is judged from the middle of the run (40-60%) to its last fifth: a leak, growing with
+every turn, still shows there.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from tests.support.daemon import Daemons
 
 pytestmark = pytest.mark.slow
 
-SOAK_S = float(os.environ.get("EDGEVOICE_SOAK_SECONDS", "90"))
+SOAK_S = float(os.environ.get("EDGEVOICE_SOAK_SECONDS", "150"))
 TALKERS = 14
 RSS_EVERY_S = 0.5
 FRAME_S = 0.02
@@ -242,7 +248,7 @@ async def test_twenty_clients_for_a_while(daemons: Daemons) -> None:
         stopped = await daemon.stop()
 
     n = len(rss)
-    warm, last = rss[n // 5 : 2 * n // 5], rss[4 * n // 5 :]
+    warm, last = rss[2 * n // 5 : 3 * n // 5], rss[4 * n // 5 :]
     drift = mean(last) / mean(warm) - 1
     print(
         f"\nsoak {SOAK_S:g} s, {TALKERS + 6} clients, {tally.connections} connections, "
@@ -250,7 +256,8 @@ async def test_twenty_clients_for_a_while(daemons: Daemons) -> None:
         f"turns {tally.turns}, busy {tally.busy}, errors {dict(tally.errors)}\n"
         f"closes {dict(tally.closes)}\n"
         f"daemon RSS MB: first {rss[0] / 1024:.1f}, peak {max(rss) / 1024:.1f}, final {rss[-1] / 1024:.1f}; "
-        f"mean 20-40% {mean(warm) / 1024:.1f}, last 20% {mean(last) / 1024:.1f} ({drift:+.1%}), {n} samples\n"
+        f"mean 40-60% {mean(warm) / 1024:.1f}, last 20% {mean(last) / 1024:.1f} ({drift:+.1%}), {n} samples\n"
+        f"by tenths: {' '.join(f'{mean(rss[k * n // 10 : (k + 1) * n // 10]) / 1024:.0f}' for k in range(10))}\n"
         f"healthz {health['status']}, daemon stopped with {stopped}"
     )
     assert alive
