@@ -87,6 +87,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_listening(port: int, timeout_s: float = 30.0) -> None:
+    """Return once something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout_s:g} s") from None
+            time.sleep(0.05)
+
+
 def start_llama_server(config: Config, port: int = 0) -> tuple[Process, str]:
     """llama-cpp-python's own OpenAI-compatible server on the default GGUF; its /v1 URL."""
     server = Process(
@@ -165,6 +178,7 @@ def wyoming_piper(config: Config) -> Iterator[str]:
     )
     try:
         server.wait_for(r"Ready")
+        wait_until_listening(port)  # it says Ready a moment before it listens
         yield f"tcp://127.0.0.1:{port}"
     finally:
         server.stop()

@@ -116,18 +116,23 @@ def synthesized(events: list[Event]) -> tuple[int, np.ndarray]:
     return starts[0].rate, np.frombuffer(pcm, dtype="<i2")
 
 
+SPOKEN = "The kitchen lights are on and the front door is locked."
+"""Piper's voice varies from run to run and tiny.en mishears a word now and then ("The catch in
+lights are on."): in eleven words one slip stays under the bar, in five it did not."""
+
+
 async def test_synthesis_is_speech_that_says_the_text(wyoming: WyomingServer) -> None:
     async with client(wyoming) as connection:
-        await connection.write_event(Synthesize(text="The kitchen lights are on.").event())
+        await connection.write_event(Synthesize(text=SPOKEN).event())
         events = await read_until(connection, "audio-stop")
     rate, pcm = synthesized(events)
     assert rate == 22_050
     seconds = len(pcm) / rate
-    assert 0.8 < seconds < 5.0, seconds
+    assert 1.5 < seconds < 8.0, seconds
     assert np.sqrt(np.mean((pcm / 32768.0) ** 2)) > 0.01  # not silence
     heard = await transcribe(wyoming, pcm.astype("<i2").tobytes(), rate, 2, 1)
     text = Transcript.from_event(heard[2]).text
-    assert word_error_rate("The kitchen lights are on.", text) < 0.3, text
+    assert word_error_rate(SPOKEN, text) < 0.3, text
 
 
 async def test_streamed_text_is_spoken_before_the_stream_ends(wyoming: WyomingServer) -> None:
