@@ -85,6 +85,12 @@ async def run_turn(
     if skills is not None and intent is not None:
         if counts is not None and skills.changes(intent):
             await counts()
+            # This turn's own transcript can decide that the speaker went on (Continue), which
+            # cancels this task from inside it: the cancel lands at the next suspension, and
+            # counts() does not suspend once the turn counts. So look before acting.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
         answer = skills.answer(result.transcript)
         if answer is not None:
             result.intent, result.stop, result.undo = answer.intent, answer.stop, answer.undo

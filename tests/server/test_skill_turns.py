@@ -8,6 +8,7 @@ number of its own), and again after a restart; "stop" silences a ring and a repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from edgevoice.announcements import ANNOUNCEMENT_TURNS
-from edgevoice.audio.pcm import Samples
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.config import Config
 from edgevoice.engines.engines import Engines
 from edgevoice.engines.llm import Message
@@ -274,3 +275,28 @@ async def test_the_shopping_list_is_kept_and_served(
         # The conversation remembers it as it remembers the model's answers.
         history = server.conversations.open(conversation).conversation.history
         assert list(history)[-1] == (done.transcript, done.reply)
+
+
+async def test_a_timer_said_with_a_pause_in_it_is_set_for_the_whole_sentence(
+    ringing_config: Config, engines: Engines, piper_speech: Speech
+) -> None:
+    """ "Set a timer for two minutes ... and thirty seconds": the first part sounds finished, so the
+    turn may be answered before the speaker goes on; whatever the pause did, one timer runs, for 150 s."""
+    pause = np.zeros(int(0.6 * SAMPLE_RATE), dtype=np.float32)
+    speech = np.concatenate([piper_speech("Set a timer for two minutes"), pause, piper_speech("and thirty seconds.")])
+    async with (
+        serving_with(ringing_config, engines) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url) as ws,
+    ):
+        await hello(ws)
+        got = await say(ws, speech)
+        # A turn answered at the pause is followed by the whole sentence's turn.
+        with contextlib.suppress(TimeoutError):
+            while not any("thirty" in done.reply for done in got.of(TurnDone)):
+                await receive(ws, got, until=TurnDone, timeout_s=20)
+        async with http.get(server.http_url + "/api/status") as response:
+            timers = (await response.json())["timers"]
+    replies = [(done.intent, done.reply) for done in got.of(TurnDone)]
+    assert [(t["duration_s"], t["state"]) for t in timers] == [(150.0, "running")], (timers, replies)
+    assert replies[-1] == ("HassStartTimer", "Timer set for two minutes and thirty seconds."), replies
