@@ -99,9 +99,10 @@ def speech_end(wav: Path, samples: Samples) -> int:
         ms = int(given.read_text(encoding="utf-8").strip())
     except ValueError as error:
         raise BenchError(f"{given}: not a whole number of milliseconds") from error
-    if not 0 < ms * SAMPLE_RATE // 1000 <= len(samples):
+    end = ms * SAMPLE_RATE // 1000
+    if not 0 < end <= len(samples):
         raise BenchError(f"{given}: {ms} ms is not inside the clip")
-    return ms * SAMPLE_RATE // 1000
+    return end
 
 
 def _pacer() -> Pacer:
