@@ -53,11 +53,16 @@ class EchoReport:
     convergence, the person's speech left out; 0 with --gate-only."""
     convergence_s: float | None = None
     reply_s: float = 0.0
+    reply_at_s: float | None = None
+    """When the reply's echo began, on the mic's timeline (found in the recording by its waveform)."""
     user_at_s: float | None = None
     """When the person began, on the mic's timeline (found in the recording of what they played)."""
     heard: list[dict[str, Any]] = field(default_factory=list)
     """The endpointer's turns: start_ms and end_ms on the mic's timeline, and whisper's words."""
     gate_passed_while_speaking: int = 0
+    echo_lag_ms: float | None = None
+    """When the reply's echo reached the mic minus when the speaker's stamps said it played, both on the
+    stamps' clock: the canceller and the gate assume it is not negative (by more than their lead)."""
 
 
 def _stamp_gap(later: float, earlier: float) -> float:
@@ -109,6 +114,9 @@ def run(
     cancelled: list[npt.NDArray[np.int16]] = []
     cleaned: list[npt.NDArray[np.int16]] = []
     played = 0
+    reply_from = int(LISTEN_FIRST_S * tts.sample_rate)
+    reply_plays_at: list[float] = []
+    mic_stamps: list[float] = []
 
     def on_output(out: np.ndarray, frames: int, timing: Any, _status: Any) -> None:
         nonlocal played
@@ -116,6 +124,8 @@ def run(
         out[: len(chunk), 0] = chunk
         out[len(chunk) :, 0] = 0
         plays_at = time.monotonic() + _stamp_gap(timing.outputBufferDacTime, timing.currentTime)
+        if played <= reply_from < played + frames:
+            reply_plays_at.append(plays_at + (reply_from - played) / tts.sample_rate)
         played += len(chunk)
         with lock:
             if canceller is not None:
@@ -125,6 +135,7 @@ def run(
     def on_input(data: Any, _frames: int, timing: Any, _status: Any) -> None:
         captured_at = time.monotonic() - _stamp_gap(timing.currentTime, timing.inputBufferAdcTime)
         frame = bytes(data)
+        mic_stamps.append(captured_at)
         with lock:
             after_aec = frame if canceller is None else canceller.process(frame, captured_at)
             # As the box's microphone loop does: the gate stands behind the canceller while it converges.
@@ -149,6 +160,11 @@ def run(
     reply_16k = to_pcm16(resample(from_pcm16(reply), tts.sample_rate, SAMPLE_RATE)).astype(np.float64)
     start = _locate(reply_16k, raw.astype(np.float64))
     end = min(len(raw), start + len(reply_16k))
+    report.reply_at_s = start / SAMPLE_RATE
+    frame_samples = SAMPLE_RATE * FRAME_MS // 1000
+    if reply_plays_at and start // frame_samples < len(mic_stamps):
+        heard_at = mic_stamps[start // frame_samples] + start % frame_samples / SAMPLE_RATE
+        report.echo_lag_ms = round((heard_at - reply_plays_at[0]) * 1000, 1)
     user_span = (len(raw), len(raw))
     if user is not None:
         # Where the person is in the mic: the recording played, found in what the mic heard.

@@ -164,24 +164,20 @@ def room(pulse: dict[str, str]) -> dict[str, str]:
 
 
 def speaker_across_the_room(env: dict[str, str], gain: float) -> None:
-    """Make the speaker quieter at the microphone: edgevoice plays into 'room-speaker', which a
-    loopback feeds into 'room' at gain (linear) 40 ms later, as a device's latency would.
+    """Make the speaker quieter at the microphone: edgevoice plays into 'room-speaker', a sink that
+    passes what it is given on to 'room' at gain (linear), with no buffer of its own.
 
     (The gain is not set on edgevoice's own stream: ALSA's pulse plug-in makes a new stream,
-    at full volume, each time it recovers from an underrun.)
+    at full volume, each time it recovers from an underrun. Nor is a module-loopback used: its
+    buffer put the echo anywhere from 40 ms to 2.5 s after the speaker's stamps, more than any
+    device, and the echo bench's echo_lag_ms showed it.)
     """
     for command in (
-        ["pactl", "load-module", "module-null-sink", "sink_name=room-speaker"],
-        ["pactl", "load-module", "module-loopback", "source=room-speaker.monitor", "sink=room", "latency_msec=40"],
+        ["pactl", "load-module", "module-remap-sink", "sink_name=room-speaker", "master=room"],
+        ["pactl", "set-sink-volume", "room-speaker", str(gain)],
         ["pactl", "set-default-sink", "room-speaker"],
     ):
         subprocess.run(command, env=env, check=True, timeout=10, capture_output=True)
-    listing = subprocess.run(
-        ["pactl", "list", "short", "sink-inputs"], env=env, check=True, timeout=10, capture_output=True, text=True
-    ).stdout
-    loopback = [line.split()[0] for line in listing.splitlines() if "module-loopback" in line]
-    assert len(loopback) == 1, listing
-    subprocess.run(["pactl", "set-sink-input-volume", loopback[0], str(gain)], env=env, check=True, timeout=10)
 
 
 def say(env: dict[str, str], wav: Path) -> None:
