@@ -76,11 +76,16 @@ async def test_three_rooms_at_once_each_get_their_own_answers(server: Server, es
             done = got.of(TurnDone)[-1]
             assert done.reply.strip(), room
             assert {a.turn for a in got.audio} == {done.turn}, "each room hears only its own reply"
+    for room in ("kitchen", "bedroom"):
         # The second turn read only its new words: the first exchange came from the room's saved prompt.
-        second = received[1].of(TurnDone)[-1].timings
-        assert second["prompt_tokens"] is not None
-        assert second["evaluated_prompt_tokens"] is not None
-        assert second["evaluated_prompt_tokens"] < second["prompt_tokens"] / 2, (room, second)
+        # (Not the garage: a skill set its timer, so the model never read its first exchange. Only the
+        # read-ahead after that turn does, and under load that background work is rightly given up.)
+        first, second = (got.of(TurnDone)[-1] for got in turns[room])
+        assert first.intent == "", (room, first)
+        assert second.timings["prompt_tokens"] is not None
+        assert second.timings["evaluated_prompt_tokens"] is not None
+        assert second.timings["evaluated_prompt_tokens"] < second.timings["prompt_tokens"] / 2, (room, second.timings)
+    assert turns["garage"][0].of(TurnDone)[-1].intent == "HassStartTimer"
 
 
 async def test_a_turn_that_would_wait_too_long_hears_busy_with_the_wait(
