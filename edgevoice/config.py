@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 from edgevoice.errors import ConfigError
 
+KV_CACHE_TYPES = ("q8_0", "f16")
+"""llm.kv_cache's values."""
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are edgevoice, a helpful voice assistant in the user's home. "
     "Answer in one or two short spoken sentences. No lists, no markdown."
@@ -116,10 +119,14 @@ class LlmConfig:
     max_reply_tokens."""
     repeat_penalty: float = 1.1
     """Sampling penalty on tokens the model used in the last 64; 1.0 turns it off."""
+    kv_cache: str = "q8_0"
+    """How llama.cpp stores the keys and values of what it has read: "q8_0" (8-bit, with flash
+    attention: half the memory of "f16" for the context and for every saved prompt) or "f16"."""
     state_cache_mb: int = 32
     """Memory for each conversation's evaluated prompt, kept between its turns so that rooms talking
     in turn each read only their new words (least recently used dropped first); 0 keeps none. The
-    default model takes about 23 kB a token, so 32 MB holds four conversations of ~350 tokens."""
+    default model takes about 12 kB a token with the 8-bit cache (23 kB with f16), so 32 MB holds
+    eight conversations of ~350 tokens."""
     url: str = ""
     """An OpenAI-compatible chat-completions server to use instead of the model here, up to its /v1
     (http://HOST:11434/v1 for Ollama, http://HOST:8080/v1 for llama.cpp's server); empty keeps it in
@@ -326,6 +333,7 @@ class Config:
             (self.llm.max_sentences >= 0, "llm.max_sentences must be 0 (no limit) or more"),
             (1.0 <= self.llm.repeat_penalty <= 2.0, "llm.repeat_penalty must be 1 (off) to 2"),
             (self.llm.state_cache_mb >= 0, "llm.state_cache_mb must not be negative"),
+            (self.llm.kv_cache in KV_CACHE_TYPES, f"llm.kv_cache must be one of {', '.join(KV_CACHE_TYPES)}"),
             (self.server.turn_wait_s > 0, "server.turn_wait_s must be positive"),
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.first_words >= 0, "tts.first_words must be 0 (off) or more"),

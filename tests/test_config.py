@@ -173,6 +173,8 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ("[stt]\naudio_ctx_min = 2000\n", {}, "stt.audio_ctx_min must be 64 to 1500"),
         ("[llm]\nmax_reply_tokens = 4096\n", {}, "llm.max_reply_tokens must be 1 to context_tokens"),
         ("[llm]\ntop_p = 0\n", {}, "llm.top_p must be in (0, 1]"),
+        ('[llm]\nkv_cache = "q4"\n', {}, "llm.kv_cache must be one of q8_0, f16"),
+        ("", {"EDGEVOICE_LLM_KV_CACHE": "f32"}, "llm.kv_cache must be one of q8_0, f16"),
         ("[tts]\nlength_scale = 5\n", {}, "tts.length_scale must be 0.3 to 3"),
         ("[tts]\nfirst_clause_words = 0\n", {}, "tts.first_clause_words must be at least 1"),
     ],

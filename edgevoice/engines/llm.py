@@ -57,6 +57,10 @@ class GenerationStats:
     "repetition"; None when the model ended it (or ran into max_reply_tokens)."""
 
 
+_KV_TYPES = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "f16": llama_cpp.GGML_TYPE_F16}
+"""llm.kv_cache's values as llama.cpp's types."""
+
+
 class LlamaLlm:
     """One llama.cpp context. Not thread-safe: call it from one engine thread."""
 
@@ -70,6 +74,10 @@ class LlamaLlm:
                 n_threads=config.threads,
                 n_threads_batch=config.threads,
                 n_batch=256,
+                # The 8-bit cache of values needs flash attention; with f16 it stays off, as llama.cpp has it.
+                flash_attn=config.kv_cache == "q8_0",
+                type_k=_KV_TYPES[config.kv_cache],
+                type_v=_KV_TYPES[config.kv_cache],
                 seed=config.seed,
                 verbose=False,
             )

@@ -254,3 +254,19 @@ def test_a_prompt_all_in_a_loaded_context_is_answered(engines: Engines) -> None:
     llm._llama.n_tokens = 0
     from_nothing = llm._llama.create_completion(probe, max_tokens=4, temperature=0.0)
     assert from_loaded["choices"][0]["text"] == from_nothing["choices"][0]["text"]  # type: ignore[index]
+
+
+def test_the_8_bit_cache_keeps_a_conversation_in_half_the_memory(engines: Engines) -> None:
+    """llm.kv_cache: both types answer; a saved prompt with q8_0 takes about half the bytes of f16."""
+    config = engines.config.llm
+    path = resolve(engines.config, Kind.LLM).path
+    per_token: dict[str, float] = {}
+    for kind in ("q8_0", "f16"):
+        llm = LlamaLlm(dataclasses.replace(config, kv_cache=kind, context_tokens=512), path)
+        said = [Message("system", config.system_prompt)]
+        assert _talk(llm, said, "Name a fruit.", "kitchen").strip()
+        saved = llm.saved.get("kitchen")
+        assert saved is not None
+        per_token[kind] = len(saved.state) / len(saved.tokens)
+        del llm
+    assert 0.4 < per_token["q8_0"] / per_token["f16"] < 0.65, per_token
