@@ -30,6 +30,23 @@ SYSTEM_CONFIG = Path("/etc/edgevoice/edgevoice.toml")
 QA_QUESTIONS = Path(__file__).resolve().parents[1] / "bench" / "qa" / "questions.jsonl"
 
 
+def _add_qa_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument(
+        "--qa",
+        type=Path,
+        nargs="?",
+        const=QA_QUESTIONS,
+        metavar="FILE",
+        help="instead: score the language model's answers to the questions in FILE (JSON lines; "
+        "default bench/qa/questions.jsonl) and time its first token",
+    )
+    bench.add_argument(
+        "--no-skills",
+        action="store_true",
+        help="with --qa: the model answers every question, sums and units too (to compare models)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgevoice", description="A private voice assistant for the home LAN.")
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
@@ -73,15 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time end of speech to first reply audio over the WebSocket; WER")
     add_bench_arguments(bench)
-    bench.add_argument(
-        "--qa",
-        type=Path,
-        nargs="?",
-        const=QA_QUESTIONS,
-        metavar="FILE",
-        help="instead: score the language model's answers to the questions in FILE (JSON lines; "
-        "default bench/qa/questions.jsonl) and time its first token",
-    )
+    _add_qa_arguments(bench)
 
     ask = commands.add_parser("ask", help="answer one typed turn: the skills, else the model")
     ask.add_argument("text", nargs="+", help='what to ask, e.g. "what time is it in Tokyo"')
@@ -284,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench" and args.qa is not None:
             from edgevoice.bench.qa import qa_main  # noqa: PLC0415
 
-            return qa_main(config, args.qa, args.json_out)
+            return qa_main(config, args.qa, args.json_out, skills=not args.no_skills)
         elif args.command == "bench":
             from edgevoice.bench.run import bench_main  # noqa: PLC0415
 

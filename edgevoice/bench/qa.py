@@ -1,9 +1,12 @@
 """`edgevoice bench --qa FILE`: how often the language model answers everyday questions well, and how soon.
 
 Each question (one JSON object a line: id, category, question, accept and reject patterns, or
-refusal: true for a request the box cannot do) is asked as a fresh one-turn conversation with
-the configured system prompt, through the same engine and reply stream a voice turn uses: the
-reply scored is the spoken one, cut at llm.max_sentences. Only the language model is loaded.
+refusal: true for a request the box cannot do) is asked as a voice turn asks it: a sum or a
+question about units is worked out by the skills (no state: nothing is set or kept), anything
+else goes to the model as a fresh one-turn conversation with the configured system prompt,
+through the same engine and reply stream a voice turn uses: the reply scored is the spoken one,
+cut at llm.max_sentences. With skills=False (--no-skills) the model answers every question, which
+is how two models are compared. Only the language model is loaded.
 A reply passes when an accept pattern (or, for refusal, a polite refusal) matches it or its
 spoken form, case-insensitively, and no reject pattern does.
 """
@@ -27,6 +30,7 @@ from edgevoice.config import Config
 from edgevoice.engines.engines import Engines
 from edgevoice.engines.llm import Message
 from edgevoice.models.registry import Kind, resolve
+from edgevoice.skills.router import worked_out
 from edgevoice.speech_text import clean_for_speech
 
 REFUSAL_PATTERNS = (
@@ -67,6 +71,8 @@ class Answer:
     reply_tokens: int
     cut: str | None
     """Why the reply was cut: "sentences", "repetition" or None (the model ended it)."""
+    answered_by: str = "model"
+    """"model", or the skill's intent ("EdgevoiceCalculate", "EdgevoiceConvertUnits")."""
 
 
 def _patterns(where: str, value: Any) -> tuple[re.Pattern[str], ...]:
@@ -111,7 +117,21 @@ def load_questions(path: Path) -> list[Question]:
     return questions
 
 
-async def ask(engines: Engines, question: Question) -> Answer:
+async def ask(engines: Engines, question: Question, *, skills: bool = True) -> Answer:
+    worked = worked_out(question.question) if skills else None
+    if worked is not None:
+        return Answer(
+            id=question.id,
+            category=question.category,
+            question=question.question,
+            reply=worked.text,
+            passed=question.passes(worked.text),
+            ttft_ms=round(worked.match_ms, 1),
+            reply_ms=round(worked.match_ms, 1),
+            reply_tokens=0,
+            cut=None,
+            answered_by=worked.intent,
+        )
     messages = [Message("system", engines.config.llm.system_prompt), Message("user", question.question)]
     started = time.perf_counter()
     first: float | None = None
@@ -142,14 +162,17 @@ def summarise(answers: list[Answer]) -> dict[str, Any]:
         tally["asked"] += 1
         tally["passed"] += answer.passed
     passed = sum(answer.passed for answer in answers)
+    by_model = [answer for answer in answers if answer.answered_by == "model"]
     return {
         "asked": len(answers),
         "passed": passed,
         "score": round(passed / len(answers), 3) if answers else 0.0,
         "categories": categories,
-        "ttft_ms": stage_summary(answer.ttft_ms for answer in answers),
-        "reply_ms": stage_summary(answer.reply_ms for answer in answers),
-        "cut": dict(Counter(answer.cut or "model" for answer in answers)),
+        "answered_by": dict(Counter(answer.answered_by for answer in answers)),
+        "model_passed": sum(answer.passed for answer in by_model),
+        "ttft_ms": stage_summary(answer.ttft_ms for answer in by_model),
+        "reply_ms": stage_summary(answer.reply_ms for answer in by_model),
+        "cut": dict(Counter(answer.cut or "model" for answer in by_model)),
     }
 
 
@@ -158,6 +181,9 @@ def format_report(model: str, summary: dict[str, Any], answers: list[Answer]) ->
     lines = [
         f"model: {model}",
         f"score: {summary['passed']}/{summary['asked']} ({summary['score'] * 100:.0f}%)",
+        "answered by: "
+        + ", ".join(f"{who} {count}" for who, count in sorted(summary["answered_by"].items()))
+        + f" (the model passed {summary['model_passed']} of its {summary['answered_by'].get('model', 0)})",
         f"time to first token: p50 {ttft['p50']} ms, p95 {ttft['p95']} ms; "
         f"whole reply: p50 {reply['p50']} ms, p95 {reply['p95']} ms",
         "by category: "
@@ -171,13 +197,15 @@ def format_report(model: str, summary: dict[str, Any], answers: list[Answer]) ->
     return "\n".join(lines)
 
 
-async def run_qa(config: Config, questions: list[Question], progress: TextIO | None = None) -> tuple[str, list[Answer]]:
+async def run_qa(
+    config: Config, questions: list[Question], progress: TextIO | None = None, *, skills: bool = True
+) -> tuple[str, list[Answer]]:
     """Ask every question in turn; with progress, one line there per answer as it comes."""
     engines = await asyncio.to_thread(Engines.load, config, {Kind.LLM})
     answers: list[Answer] = []
     try:
         for number, question in enumerate(questions, start=1):
-            answers.append(answer := await ask(engines, question))
+            answers.append(answer := await ask(engines, question, skills=skills))
             if progress is not None:
                 verdict = "pass" if answer.passed else "FAIL"
                 print(f"[{number}/{len(questions)}] {verdict} {answer.id} ttft {answer.ttft_ms} ms", file=progress)
@@ -187,17 +215,18 @@ async def run_qa(config: Config, questions: list[Question], progress: TextIO | N
         engines.close()
 
 
-def qa_main(config: Config, path: Path, json_out: Path | None) -> int:
+def qa_main(config: Config, path: Path, json_out: Path | None, *, skills: bool = True) -> int:
     questions = load_questions(path)
     if not config.llm.url:
         resolve(config, Kind.LLM)  # a missing model package is named before anything loads
-    model, answers = asyncio.run(run_qa(config, questions, progress=sys.stderr))
+    model, answers = asyncio.run(run_qa(config, questions, progress=sys.stderr, skills=skills))
     summary = summarise(answers)
     print(format_report(model, summary, answers), flush=True)
     if json_out is not None:
         result = {
             "model": str(model),
             "questions": str(path),
+            "skills": skills,
             "llm": asdict(config.llm) | {"model": str(model)},
             "summary": summary,
             "answers": [asdict(answer) for answer in answers],

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from edgevoice.config import Config
-from edgevoice.skills import clock
+from edgevoice.skills import calculator, clock, units
 from edgevoice.skills.clock import Places
 from edgevoice.skills.lists import ShoppingListFile, split_items
 from edgevoice.skills.matcher import Match, Matcher
 from edgevoice.skills.speech import join_words, number_words, remaining_words
+from edgevoice.skills.spoken_numbers import words_of
 from edgevoice.skills.timer_service import OnFinished, TimerService
 from edgevoice.skills.timers import Timer, TimerBook, TimerError, TimerEvent, TimerState
 
@@ -56,6 +57,19 @@ class Undo:
     """Items it put on the shopping list."""
     removed: tuple[str, ...] = ()
     """Items it took off the shopping list."""
+
+
+def worked_out(transcript: str, started: float | None = None) -> SkillAnswer | None:
+    """A sum or a question about units, answered exactly; None for anything else. No state: nothing is kept."""
+    started = time.perf_counter() if started is None else started
+    words = words_of(transcript)
+    for intent, work_out in (("EdgevoiceCalculate", calculator.answer), ("EdgevoiceConvertUnits", units.answer)):
+        text = work_out(words)
+        if text is not None:
+            match_ms = (time.perf_counter() - started) * 1000
+            _log.info("skill %s (matched in %.1f ms)", intent, match_ms)
+            return SkillAnswer(intent, text, match_ms=match_ms)
+    return None
 
 
 def _no_ringing(conversation_id: str, event: TimerEvent) -> None:
@@ -120,7 +134,7 @@ class Skills:
         match = self.matcher.match(transcript)
         match_ms = (time.perf_counter() - started) * 1000
         if match is None:
-            return None
+            return worked_out(transcript, started)
         _log.info("skill %s %s (matched in %.1f ms)", match.intent, match.slots, match_ms)
         timers_before = {timer.id: timer for timer in self._book.timers}
         items_before = self.shopping.items.items

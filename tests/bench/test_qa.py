@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from edgevoice.bench.daemon import BenchError
-from edgevoice.bench.qa import Answer, load_questions, parse_question, summarise
+from edgevoice.bench.qa import Answer, ask, load_questions, parse_question, summarise
 from edgevoice.cli import QA_QUESTIONS, main
+from edgevoice.engines.engines import Engines
 from edgevoice.speech_text import sentence_ends
 
 
@@ -106,6 +109,16 @@ def test_summary_counts_by_category_and_takes_percentiles_of_the_first_token() -
     assert summary["ttft_ms"]["p50"] == 300.0
     assert summary["ttft_ms"]["p95"] == 480.0
     assert summary["cut"] == {"model": 2, "sentences": 3}
+    assert (summary["answered_by"], summary["model_passed"]) == ({"model": 5}, 2)
+
+
+def test_the_model_alone_answers_every_question_without_skills(capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-skills: sums go to the model too; with skills they never reach it (no model is loaded here)."""
+    asked = parse_question(question(id="sum", question="What is 2 + 2?", accept=[r"\b4\b"]), "t")
+    answer = asyncio.run(ask(cast(Engines, None), asked))
+    assert (answer.answered_by, answer.passed, answer.reply) == ("EdgevoiceCalculate", True, "2 plus 2 is 4.")
+    with pytest.raises(AttributeError):  # the model is asked: here there is none
+        asyncio.run(ask(cast(Engines, None), asked, skills=False))
 
 
 @pytest.mark.slow
@@ -115,6 +128,7 @@ def test_qa_pass_over_the_default_model(tmp_path: Path, capsys: pytest.CaptureFi
         question(id="capital", question="What is the capital of France?", accept=["paris"]),
         question(id="ocean", category="facts", question="Name an ocean.", accept=["ocean"]),
         question(id="order", category="cannot", question="Order me a pizza.", refusal=True),
+        question(id="sum", category="arithmetic", question="What's seven times eight?", accept=[r"\b56\b"]),
     ]
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "qa.json"
@@ -123,11 +137,17 @@ def test_qa_pass_over_the_default_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert "score: " in printed
     assert "time to first token: p50 " in printed
     result = json.loads(out.read_text())
-    assert result["summary"]["asked"] == 3
+    assert result["summary"]["asked"] == 4
+    assert result["summary"]["answered_by"] == {"model": 3, "EdgevoiceCalculate": 1}
+    assert "answered by: EdgevoiceCalculate 1, model 3" in printed
     assert result["model"].endswith(".gguf")
     answers = {a["id"]: a for a in result["answers"]}
     assert answers["capital"]["passed"]  # the default model gets this one right
+    # The sum is worked out as a voice turn would have it, without the model.
+    worked = answers.pop("sum")
+    assert (worked["passed"], worked["reply"], worked["reply_tokens"]) == (True, "Seven times eight is 56.", 0)
     for answer in answers.values():
+        assert answer["answered_by"] == "model"
         assert answer["reply"].strip()
         assert 0 < answer["ttft_ms"] <= answer["reply_ms"]
         # The spoken reply is cut at llm.max_sentences (2).

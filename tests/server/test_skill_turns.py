@@ -300,3 +300,22 @@ async def test_a_timer_said_with_a_pause_in_it_is_set_for_the_whole_sentence(
     replies = [(done.intent, done.reply) for done in got.of(TurnDone)]
     assert [(t["duration_s"], t["state"]) for t in timers] == [(150.0, "running")], (timers, replies)
     assert replies[-1] == ("HassStartTimer", "Timer set for two minutes and thirty seconds."), replies
+
+
+async def test_a_sum_and_a_unit_question_are_worked_out_without_the_model(
+    server_config: Config, engines: Engines, piper_speech: Speech, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = model_calls(engines, monkeypatch)
+    async with (
+        serving_with(server_config, engines) as server,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.ws_url) as ws,
+    ):
+        await hello(ws)
+        sum_turn = (await say(ws, piper_speech("What is seven times eight?"))).of(TurnDone)[0]
+        unit_turn = (await say(ws, piper_speech("How many grams are in a pound?"))).of(TurnDone)[0]
+    assert sum_turn.intent == "EdgevoiceCalculate", sum_turn
+    assert "56" in sum_turn.reply, sum_turn.reply
+    assert unit_turn.intent == "EdgevoiceConvertUnits", unit_turn
+    assert "453.6 grams" in unit_turn.reply, unit_turn.reply
+    assert calls == []
