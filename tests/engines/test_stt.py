@@ -15,7 +15,7 @@ from edgevoice.engines.engines import Engines
 from edgevoice.engines.stt import WhisperStt, runaway
 from edgevoice.engines.worker import Cancelled, CancelToken
 from edgevoice.models.convert_cmd import convert_whisper
-from edgevoice.models.registry import DEFAULT_STT_SOURCE
+from edgevoice.models.registry import DEFAULT_STT_SOURCE, Kind, resolve
 from edgevoice.models.whisper_ggml import WeightType
 from tests.conftest import SENTENCES
 
@@ -41,10 +41,12 @@ def test_piper_speech_is_transcribed(engines: Engines, piper_speech: Callable[[s
 
 
 @pytest.mark.slow
-def test_q8_0_conversion_transcribes(config: Config, tmp_path: Path, espeak: Callable[[str], Samples]) -> None:
-    out = tmp_path / "ggml-tiny.en-q8_0.bin"
-    assert convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.Q8_0)
-    assert not convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.Q8_0), "second run must be a no-op"
+def test_f16_conversion_transcribes(config: Config, tmp_path: Path, espeak: Callable[[str], Samples]) -> None:
+    """The default file has 8-bit weights; the 16-bit one (--type f16) is written and heard as well."""
+    out = tmp_path / "ggml-tiny.en-f16.bin"
+    assert convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.F16)
+    assert not convert_whisper(DEFAULT_STT_SOURCE.locate(), out, WeightType.F16), "second run must be a no-op"
+    assert out.stat().st_size > 1.6 * resolve(config, Kind.STT).path.stat().st_size
     stt = WhisperStt(config.stt, out)
     assert _corpus_wer(stt.transcribe, espeak) < 0.2
 
