@@ -16,7 +16,16 @@ from edgevoice.skills.ringing import Ringer
 from edgevoice.skills.router import SkillAnswer, Skills, Undo
 
 _log = logging.getLogger(__name__)
-ONLY_SAY = frozenset({"HassGetCurrentTime", "HassGetCurrentDate", "HassTimerStatus", "EdgevoiceShoppingListRead"})
+ONLY_SAY = frozenset(
+    {
+        "HassGetCurrentTime",
+        "HassGetCurrentDate",
+        "HassTimerStatus",
+        "EdgevoiceShoppingListRead",
+        "EdgevoiceCalculate",
+        "EdgevoiceConvertUnits",
+    }
+)
 """Intents whose handlers change nothing: answered as soon as heard, even by a turn that may yet be dropped."""
 
 
@@ -30,8 +39,7 @@ class ConversationSkills:
 
     def matches(self, transcript: str) -> str | None:
         """The intent a skill may answer with, or None: a quick look with no effect."""
-        match = self.box.skills.matcher.match(transcript)
-        return None if match is None else match.intent
+        return self.box.skills.intent_of(transcript)
 
     @staticmethod
     def changes(intent: str) -> bool:

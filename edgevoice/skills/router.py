@@ -128,6 +128,14 @@ class Skills:
         shopping.load()
         return cls(Matcher.load(places), places, clock.local_zone(settings.time_zone), timers, shopping)
 
+    def intent_of(self, transcript: str) -> str | None:
+        """The intent transcript asks for, or None for the model: a quick look that changes nothing."""
+        match = self.matcher.match(transcript)
+        if match is not None:
+            return match.intent
+        worked = worked_out(transcript)
+        return None if worked is None else worked.intent
+
     def answer(self, transcript: str, conversation_id: str) -> SkillAnswer | None:
         """The skill's answer to transcript, or None when it is not one the skills answer."""
         started = time.perf_counter()

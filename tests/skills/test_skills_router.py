@@ -225,3 +225,18 @@ def test_open_reads_what_an_earlier_run_kept(config: Config, tmp_path: Path) -> 
     assert (second.timers.book.ring_every_s, second.timers.book.ring_for_s) == (5, 30)
     assert say(second, "what's on my shopping list").text == "On your shopping list: milk."
     assert second.local_zone == zoneinfo.ZoneInfo("Asia/Tokyo")
+
+
+def test_sums_and_units_are_skills_a_turn_sees_before_it_acts(skills: Skills) -> None:
+    """intent_of (the quick look an early turn takes) knows them too, and answering them changes nothing."""
+    assert skills.intent_of("What is 7 times 8?") == "EdgevoiceCalculate"
+    assert skills.intent_of("How many ounces are in a pound?") == "EdgevoiceConvertUnits"
+    assert skills.intent_of("Set a timer for ten minutes.") == "HassStartTimer"
+    assert skills.intent_of("What is the capital of France?") is None
+    answer = say(skills, "What's 10% of 200?")
+    assert (answer.intent, answer.text, answer.events, answer.undo) == (
+        "EdgevoiceCalculate",
+        "10 percent of 200 is 20.",
+        (),
+        None,
+    )
