@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Hashable, Itera
 from edgevoice.audio.pcm import Pcm16, Samples
 from edgevoice.config import Config
 from edgevoice.engines.kinds import LanguageModel, SpeechToText, TextToSpeech
-from edgevoice.engines.llm import GenerationStats, Message
+from edgevoice.engines.llm import GenerationStats, MayGo, Message
 from edgevoice.engines.schedule import Claim, Rank
 from edgevoice.engines.worker import CancelToken, EngineBusy, EngineWorker
 from edgevoice.errors import EdgevoiceError
@@ -44,6 +44,8 @@ class Engines:
         self._llm_may_go.set()
         self._first_words = 0
         """First words being voiced now (one per turn at most; turns of several clients may overlap)."""
+        self._hearing = _Hold()
+        """Held while a turn someone waits for is transcribed: replies already playing wait meanwhile."""
 
     @classmethod
     def load(cls, config: Config, kinds: Collection[Kind] = ALL_KINDS, warm: bool = True) -> Engines:
@@ -103,8 +105,18 @@ class Engines:
         return self.stt_worker.expected_wait_s(claim)
 
     async def transcribe(self, samples: Samples, claim: Claim | None = None) -> str:
-        stt = self.stt
-        return await self.stt_worker.run_cancellable(lambda token: stt.transcribe(samples, token), claim)
+        """The words in samples. For a turn someone waits for (not a partial transcript), the later
+        pieces of other replies, already playing, wait while it is transcribed (see _LaterWork)."""
+        stt, hearing = self.stt, self._hearing
+        urgent = claim is not None and claim.rank is not Rank.BACKGROUND
+
+        def job(token: CancelToken) -> str:
+            if not urgent:
+                return stt.transcribe(samples, token)
+            with hearing:
+                return stt.transcribe(samples, token)
+
+        return await self.stt_worker.run_cancellable(job, claim)
 
     def reply(
         self,
@@ -118,7 +130,10 @@ class Engines:
         key: the conversation, whose evaluated prompt the model keeps between its turns.
         stats: given the reply's GenerationStats on the engine thread when it ends.
         """
-        llm, may_go, worker = self.llm, self._llm_may_go, self.llm_worker
+        llm, worker = self.llm, self.llm_worker
+        may_go: MayGo = self._llm_may_go
+        if claim is not None:
+            may_go = _LaterWork(self._llm_may_go, self._hearing, claim, worker)
         give_way = None
         if claim is not None:
             mine = claim
@@ -154,12 +169,20 @@ class Engines:
         first_words: these are the first words of a turn, so every reply waits between tokens until
         they give their first audio, fail or are given up.
         """
-        tts = self.tts
+        tts, worker = self.tts, self.tts_worker
+        later = None if claim is None else _LaterWork(None, self._hearing, claim, worker)
+
+        def synthesize(token: CancelToken) -> Iterator[Pcm16]:
+            if later is not None:
+                while not later.wait(_WAIT_STEP_S):
+                    token.check()
+            yield from tts.synthesize(text, token)
+
         holding = first_words
         if holding:
             self._hold_llm()
         try:
-            async for pcm in self.tts_worker.stream(lambda token: tts.synthesize(text, token), claim=claim):
+            async for pcm in self.tts_worker.stream(synthesize, claim=claim):
                 if holding:
                     holding = False
                     self._release_llm()
@@ -180,6 +203,53 @@ class Engines:
     def close(self) -> None:
         for worker in (self.stt_worker, self.llm_worker, self.tts_worker):
             worker.close()
+
+
+_WAIT_STEP_S = 0.05
+"""How often work that waits looks again (and whether it was given up)."""
+
+
+class _Hold:
+    """A count of holders, thread-safe, and an event set while nobody holds: `with hold:` holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self.free = threading.Event()
+        self.free.set()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._holders += 1
+            self.free.clear()
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self.free.set()
+
+
+class _LaterWork:
+    """May a reply compute its next piece now? It waits while any turn's first words are voiced
+    (first_words: the model's tokens; None for the voice), and, once its own first words are out,
+    while another turn someone waits for is transcribed: the cores go to the newest speaker, and
+    a reply already playing has its audio ahead of it. It never waits while its own engine has
+    other work queued: that work may be the newest turn's, which gets there by the engine's order.
+    """
+
+    def __init__(self, first_words: threading.Event | None, hearing: _Hold, claim: Claim, worker: EngineWorker) -> None:
+        self._first_words = first_words
+        self._hearing = hearing
+        self._claim = claim
+        self._worker = worker
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._first_words is not None and not self._first_words.wait(timeout):
+            return False
+        if not self._claim.first_words_out or self._worker.waiting:
+            return True
+        return self._hearing.free.wait(timeout)
 
 
 def _speech_to_text(config: Config) -> SpeechToText:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Protocol
 
 from edgevoice.audio.pcm import Pcm16, Samples
-from edgevoice.engines.llm import GenerationStats, GiveWay, Message
+from edgevoice.engines.llm import GenerationStats, GiveWay, MayGo, Message
 from edgevoice.engines.worker import CancelToken
 
 
@@ -34,7 +33,7 @@ class LanguageModel(Protocol):
         self,
         messages: Sequence[Message],
         token: CancelToken,
-        may_go: threading.Event | None = None,
+        may_go: MayGo | None = None,
         key: Hashable | None = None,
         give_way: GiveWay | None = None,
     ) -> Iterator[str]:

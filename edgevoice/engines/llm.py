@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp
 
@@ -34,6 +33,14 @@ _PREPARE_BATCH = 16
 
 GiveWay = Callable[[Callable[[], None], Callable[[], None]], int]
 """give_way(put_aside, take_back): runs more urgent work now, between the two (EngineWorker.give_way)."""
+
+
+class MayGo(Protocol):
+    """Whether a reply may compute its next token now (a threading.Event is one)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True as soon as it may; False if it still may not after timeout seconds."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ class LlamaLlm:
         self,
         messages: Sequence[Message],
         token: CancelToken,
-        may_go: threading.Event | None = None,
+        may_go: MayGo | None = None,
         key: Hashable | None = None,
         give_way: GiveWay | None = None,
     ) -> Iterator[str]:

@@ -12,13 +12,12 @@ import http.client
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from edgevoice.config import LlmConfig
-from edgevoice.engines.llm import GenerationStats, GiveWay, Message
+from edgevoice.engines.llm import GenerationStats, GiveWay, MayGo, Message
 from edgevoice.engines.remote import CONNECT_TIMEOUT_S, RemoteError, RemoteHealth, cut_on_cancel, failure
 from edgevoice.engines.worker import CancelToken
 
@@ -136,7 +135,7 @@ class OpenAiLlm:
         self,
         messages: Sequence[Message],
         token: CancelToken,
-        may_go: threading.Event | None = None,
+        may_go: MayGo | None = None,
         key: Hashable | None = None,
         give_way: GiveWay | None = None,
     ) -> Iterator[str]:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import types
 from collections.abc import AsyncIterator
+from typing import cast
 
 from edgevoice.audio.pcm import Pcm16
-from edgevoice.engines.engines import Engines
+from edgevoice.engines.engines import Engines, _Hold, _LaterWork
 from edgevoice.engines.llm import Message
+from edgevoice.engines.schedule import Claim
+from edgevoice.engines.worker import EngineWorker
 
 HELD_S = 1.5
 GOES_ON_S = 30.0
@@ -114,3 +118,38 @@ async def test_later_words_do_not_hold_the_model(engines: Engines) -> None:
         finally:
             later.cancel()
             await asyncio.gather(later, return_exceptions=True)
+
+
+def test_a_hold_is_free_only_when_every_holder_has_let_go() -> None:
+    hold = _Hold()
+    assert hold.free.is_set()
+    with hold:
+        assert not hold.free.is_set()
+        with hold:
+            pass
+        assert not hold.free.is_set()
+    assert hold.free.is_set()
+
+
+def test_a_reply_already_playing_waits_while_another_turn_is_heard() -> None:
+    """_LaterWork: a reply whose first words are out waits while a turn is transcribed, unless its own
+    engine has work queued (which may be that turn's: it comes first by the engine's order)."""
+    hearing, first_words = _Hold(), threading.Event()
+    first_words.set()
+    worker = types.SimpleNamespace(waiting=0)
+    playing = Claim(since=1.0, first_words_out=True)
+    new = Claim(since=2.0)
+    later = _LaterWork(first_words, hearing, playing, cast(EngineWorker, worker))
+    not_yet = _LaterWork(first_words, hearing, new, cast(EngineWorker, worker))
+    assert later.wait(0.01)
+    with hearing:
+        assert not later.wait(0.01), "a reply already playing went on while a turn was heard"
+        assert not_yet.wait(0.01), "a reply whose first words are still to come waited"
+        worker.waiting = 1
+        assert later.wait(0.01), "it waited while its engine had work queued"
+        worker.waiting = 0
+    assert later.wait(0.01)
+    first_words.clear()  # some turn's first words are voiced: every reply waits, as before
+    assert not later.wait(0.01)
+    assert not not_yet.wait(0.01)
+    assert _LaterWork(None, hearing, new, cast(EngineWorker, worker)).wait(0.01), "the voice has no first-words hold"
