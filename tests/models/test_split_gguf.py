@@ -124,5 +124,6 @@ def test_the_installed_real_model_is_whole_and_answers() -> None:
     assert is_installed(QWEN_05B, path)
     config = load_config(None, environ={"EDGEVOICE_LLM_NAME": QWEN_05B.name})
     llm = LlamaLlm(config.llm, resolve(config, Kind.LLM).path)
-    messages = [Message("system", config.llm.system_prompt), Message("user", "Which planet is closest to the sun?")]
-    assert "mercury" in "".join(llm.stream_reply(messages, CancelToken())).lower()
+    messages = [Message("system", config.llm.system_prompt), Message("user", "What is the capital of France?")]
+    # (Not "which planet is closest to the sun": this model says Mars, with either cache type.)
+    assert "paris" in "".join(llm.stream_reply(messages, CancelToken())).lower()
