@@ -35,7 +35,7 @@ from edgevoice.engines.stt import MIN_SECONDS, MIN_SPEECH_SECONDS, screen
 from edgevoice.engines.worker import EngineBusy
 from edgevoice.errors import EdgevoiceError
 from edgevoice.server.conversations import RESERVED_CONVERSATIONS, ConversationStore
-from edgevoice.transports.socket import Connection
+from edgevoice.transports.socket import Connection, Limits
 from edgevoice.turn_taking import (
     Confirm,
     Continue,
@@ -417,11 +417,24 @@ class _Yield:
     turns: int
 
 
+FRAME_S = 0.005
+"""The client's time a scripted message takes: a quarter of an audio frame's, so a long script floods
+the connection's limit of messages per second as a fast client would."""
+TURN_S = 0.001
+"""The client's time one loop turn of a pause takes."""
+
+
 class _FakeSocket:
-    """What Connection uses of aiohttp's WebSocketResponse, with the client's messages scripted."""
+    """What Connection uses of aiohttp's WebSocketResponse, with the client's messages scripted.
+
+    The client keeps its own time (now()): a message takes FRAME_S, a pause TURN_S a loop turn. The
+    connection counts messages per second on it, so what a script does never depends on how fast
+    the machine runs it (a fuzzer's outcomes, and the paths it learns from, stay the same run to run).
+    """
 
     def __init__(self, script: list[_Message | _Yield]) -> None:
         self._script = list(script)
+        self._now = 0.0
         self.closed = False
         self.close_code: int | None = None
         self.server_closed_with: int | None = None
@@ -439,8 +452,10 @@ class _FakeSocket:
                 return
             if isinstance(item, _Yield):
                 for _ in range(item.turns):
+                    self._now += TURN_S
                     await asyncio.sleep(0)
                 continue
+            self._now += FRAME_S
             await asyncio.sleep(0)
             yield item
         # The client hangs up after its last message.
@@ -455,6 +470,10 @@ class _FakeSocket:
             return await anext(self._receiving)
         except StopAsyncIteration:
             return _Message(WSMsgType.CLOSED)
+
+    def now(self) -> float:
+        """The client's time, in seconds since it started."""
+        return self._now
 
     def exception(self) -> BaseException | None:
         return ConnectionResetError("fake transport error")
@@ -643,7 +662,14 @@ async def _run_connection(config: Config, directory: Path, script: list[_Message
     ws = _FakeSocket(script)
     store = ConversationStore(directory, config.llm.system_prompt, config.llm.history_turns, 4)
     engines: Any = StandInEngines(config)
-    connection = Connection(ws, engines, store, "fuzzbox", lambda _id, _connection: None)  # type: ignore[arg-type]
+    connection = Connection(
+        ws,  # type: ignore[arg-type]
+        engines,
+        store,
+        "fuzzbox",
+        lambda _id, _connection: None,
+        limits=Limits(clock=ws.now),
+    )
     async with asyncio.timeout(20):
         await connection.run()
     _check_outcome(ws, problems)

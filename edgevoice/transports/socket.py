@@ -68,6 +68,8 @@ class Limits:
     frames_per_second: float = 100.0
     hello_timeout_s: float = 5.0
     idle_timeout_s: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    """What messages per second are counted on: a test may give its client's own time."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ class Connection:
         self.stats = ClientStats()
         self._limits = limits
         self._skills = skills
-        self._rate = FrameRate(limits.frames_per_second)
+        self._rate = FrameRate(limits.frames_per_second, clock=limits.clock)
         self.outbox = Outbox()
         self.session: VoiceSession | None = None
         self._sender: asyncio.Task[None] | None = None
