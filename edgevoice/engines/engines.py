@@ -12,6 +12,7 @@ work (partial transcripts, prompts read ahead) last and stopped when a turn need
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -111,9 +112,7 @@ class Engines:
         urgent = claim is not None and claim.rank is not Rank.BACKGROUND
 
         def job(token: CancelToken) -> str:
-            if not urgent:
-                return stt.transcribe(samples, token)
-            with hearing:
+            with hearing if urgent else contextlib.nullcontext():
                 return stt.transcribe(samples, token)
 
         return await self.stt_worker.run_cancellable(job, claim)
@@ -132,10 +131,9 @@ class Engines:
         """
         llm, worker = self.llm, self.llm_worker
         may_go: MayGo = self._llm_may_go
-        if claim is not None:
-            may_go = _LaterWork(self._llm_may_go, self._hearing, claim, worker)
         give_way = None
         if claim is not None:
+            may_go = _LaterWork(self._llm_may_go, self._hearing, claim, worker)
             mine = claim
 
             def give_way(before: Callable[[], None], after: Callable[[], None]) -> int:
@@ -182,7 +180,7 @@ class Engines:
         if holding:
             self._hold_llm()
         try:
-            async for pcm in self.tts_worker.stream(synthesize, claim=claim):
+            async for pcm in worker.stream(synthesize, claim=claim):
                 if holding:
                     holding = False
                     self._release_llm()

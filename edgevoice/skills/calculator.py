@@ -2,7 +2,8 @@
 "what is 12 + 12", "the square root of eighty one", "add three and five".
 
 answer(words) gives the reply, or None when the words are not a sum from start to end (the model
-gets them: "I have three apples and eat one" is for it).
+gets them: "I have three apples and eat one" is for it). The words come without a leading "hey" or
+a trailing "thanks" (skills.matcher.normalise takes those off first).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import math
 import re
 
-from edgevoice.skills.spoken_numbers import read_number, say_number
+from edgevoice.skills.spoken_numbers import approximate, read_number, say_number
 
 _LEAD = re.compile(
-    r"^(?:(?:hey|ok|okay|so|um|uh|please|quick question)\s+)*"
+    r"^(?:(?:please|quick question)\s+)*"
     r"(?:(?:can|could) you (?:please )?(?:tell me|work out|calculate|say)\s+|do you know\s+|tell me\s+|please\s+)?"
     r"(?:what(?: is|'s|s)?|how much is|calculate|compute|work out|what do you get (?:if|when) you)?\s*"
 )
@@ -22,8 +23,16 @@ _ADD = (("plus",), ("+",), ("and",), ("added", "to"))
 _SUBTRACT = (("minus",), ("-",), ("take", "away"), ("less",), ("subtract",))
 _MULTIPLY = (("times",), ("x",), ("×",), ("*",), ("multiplied", "by"))
 _DIVIDE = (("divided", "by"), ("over",), ("/",), ("÷",), ("divided", "into"))
-_SPOKEN = {"+": "plus", "-": "minus", "x": "times", "×": "times", "*": "times", "/": "divided by", "÷": "divided by"}
-_SPOKEN.update({"%": "percent"})
+_SPOKEN = {
+    "+": "plus",
+    "-": "minus",
+    "x": "times",
+    "×": "times",
+    "*": "times",
+    "/": "divided by",
+    "÷": "divided by",
+    "%": "percent",
+}
 _PARTS = {"half": 0.5, "third": 1 / 3, "quarter": 0.25, "fifth": 0.2, "tenth": 0.1}
 _VERBS = {"add": ("and", "to"), "multiply": ("by", "and"), "divide": ("by",), "subtract": ("from",)}
 
@@ -151,5 +160,5 @@ def answer(words: list[str]) -> str | None:
     if abs(value) >= 1e15:
         return "That number is too big to say."
     spoken = " ".join(_SPOKEN.get(word, word) for word in said)
-    about = "about " if abs(float(say_number(value).replace(",", "")) - value) > 1e-9 * max(1.0, abs(value)) else ""
-    return f"{spoken[0].upper()}{spoken[1:]} is {about}{say_number(value)}."
+    result = say_number(value)
+    return f"{spoken[0].upper()}{spoken[1:]} is {'about ' if approximate(value, result) else ''}{result}."

@@ -20,7 +20,7 @@ from edgevoice.config import Config
 from edgevoice.skills import calculator, clock, units
 from edgevoice.skills.clock import Places
 from edgevoice.skills.lists import ShoppingListFile, split_items
-from edgevoice.skills.matcher import Match, Matcher
+from edgevoice.skills.matcher import Match, Matcher, normalise
 from edgevoice.skills.speech import join_words, number_words, remaining_words
 from edgevoice.skills.spoken_numbers import words_of
 from edgevoice.skills.timer_service import OnFinished, TimerService
@@ -62,7 +62,7 @@ class Undo:
 def worked_out(transcript: str, started: float | None = None) -> SkillAnswer | None:
     """A sum or a question about units, answered exactly; None for anything else. No state: nothing is kept."""
     started = time.perf_counter() if started is None else started
-    words = words_of(transcript)
+    words = words_of(normalise(transcript))
     for intent, work_out in (("EdgevoiceCalculate", calculator.answer), ("EdgevoiceConvertUnits", units.answer)):
         text = work_out(words)
         if text is not None:

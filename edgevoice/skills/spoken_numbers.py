@@ -147,3 +147,8 @@ def say_number(value: float) -> str:
         return f"{int(rounded):,}" if abs(rounded) >= 10_000 else str(int(rounded))
     # Four significant digits, never in e-notation: 1e-07 is "0.0000001", 12345.6 is "12350".
     return format(Decimal(f"{value:.4g}"), "f")
+
+
+def approximate(value: float, said: str) -> bool:
+    """Whether said (a number as say_number writes it) is not value itself: the reply says "about"."""
+    return abs(float(said.replace(",", "")) - value) > 1e-9 * max(1.0, abs(value))

@@ -2,6 +2,7 @@
 "which is longer, a mile or a kilometer", "what is 350 degrees Fahrenheit in Celsius".
 
 answer(words) gives the reply, or None when the words are not such a question (the model gets them).
+The words come without a leading "hey" or a trailing "thanks" (skills.matcher.normalise takes those off).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgevoice.skills.spoken_numbers import Number, read_number, say_number
+from edgevoice.skills.spoken_numbers import Number, approximate, read_number, say_number
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ _COMPARE = {
     "less": ("", False),
 }
 _LEAD = re.compile(
-    r"^(?:(?:hey|ok|okay|so|um|uh|please|quick question)\s+)*"
+    r"^(?:(?:please|quick question)\s+)*"
     r"(?:(?:can|could) you (?:please )?(?:tell me|say)\s+|do you know\s+|tell me\s+)?"
 )
 _ASK = re.compile(r"^(?:(?:what(?: is|'s|s)|how much is|how (?:long|far|heavy|big) is|convert|change)\s+)?")
@@ -134,7 +135,7 @@ def _with_article(unit: Unit) -> str:
 
 
 def _rounded(value: float) -> bool:
-    return abs(float(say_number(value).replace(",", "")) - value) > 1e-9 * max(1.0, abs(value))
+    return approximate(value, say_number(value))
 
 
 _LINKS = (
@@ -205,7 +206,7 @@ def _temperature(words: list[str]) -> str | None:
     if number is None:
         return None
     at = number.end + (number.end < len(words) and words[number.end] in ("degrees", "degree"))
-    if at + 2 >= len(words) + 0 or words[at] not in _TEMPERATURES or words[at + 1] not in ("in", "to", "into"):
+    if at + 2 >= len(words) or words[at] not in _TEMPERATURES or words[at + 1] not in ("in", "to", "into"):
         return None
     target_at = at + 2 + (words[at + 2] == "degrees")
     if target_at != len(words) - 1 or words[target_at] not in _TEMPERATURES:
@@ -214,8 +215,9 @@ def _temperature(words: list[str]) -> str | None:
     kelvin = {"C": number.value + 273.15, "F": (number.value - 32) * 5 / 9 + 273.15, "K": number.value}[source]
     result = {"C": kelvin - 273.15, "F": (kelvin - 273.15) * 9 / 5 + 32, "K": kelvin}[target]
     names = {"C": "degrees Celsius", "F": "degrees Fahrenheit", "K": "kelvin"}
-    about = "about " if _rounded(round(result, 1)) or abs(round(result, 1) - result) > 1e-9 else ""
-    return f"{say_number(number.value)} {names[source]} is {about}{say_number(round(result, 1))} {names[target]}."
+    said = say_number(round(result, 1))
+    about = "about " if approximate(result, said) else ""
+    return f"{say_number(number.value)} {names[source]} is {about}{said} {names[target]}."
 
 
 def _compare(words: list[str]) -> str | None:
