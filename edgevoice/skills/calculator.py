@@ -76,8 +76,10 @@ class _Reader:
         while True:
             if self._take(*_MULTIPLY):
                 value *= self.unary()
-            elif self._take(*_DIVIDE):
+            elif phrase := self._take(*_DIVIDE):
                 divisor = self.unary()
+                if phrase == ("divided", "into"):  # "2 divided into 10" is 10 over 2
+                    value, divisor = divisor, value
                 if divisor == 0:
                     raise ZeroDivisionError
                 value /= divisor

@@ -71,6 +71,7 @@ def test_results_are_written_whole_or_to_four_digits(value: float, said: str) ->
         ("What's 12 squared?", "12 squared is 144."),
         ("What is 1/3?", "1 divided by 3 is about 0.3333."),
         ("What is 5 divided by 0?", "You can't divide by zero."),
+        ("What is 2 divided into 10?", "2 divided into 10 is 5."),
     ],
 )
 def test_sums_are_worked_out(question: str, reply: str) -> None:
