@@ -71,7 +71,8 @@ _TABLE = [
 _NAMES: dict[tuple[str, ...], Unit] = {tuple(name.split()): unit for unit, names in _TABLE for name in names}
 _LONGEST_NAME = max(len(name) for name in _NAMES)
 _FLUID_OUNCE = next(unit for unit, _ in _TABLE if unit.singular == "fluid ounce")
-_ARTICLES = {"a": 1.0, "an": 1.0, "one": 1.0, "per": 1.0}
+_ARTICLES = {"a": 1.0, "an": 1.0, "one": 1.0, "per": 1.0, "the": 1.0}
+"""Words that mean one of a unit: whisper writes "in the pound" for "in a pound" often enough."""
 _TEMPERATURES = {"celsius": "C", "centigrade": "C", "c": "C", "fahrenheit": "F", "f": "F", "kelvin": "K", "k": "K"}
 _COMPARE = {
     "longer": ("length", True),

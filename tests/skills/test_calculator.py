@@ -102,6 +102,7 @@ def test_what_is_not_a_sum_is_left_to_the_model(question: str) -> None:
         ("How many minutes are in an hour?", "There are 60 minutes in an hour."),
         ("How many ounces are in a pound?", "There are 16 ounces in a pound."),
         ("How many ounces in a cup?", "There are 8 fluid ounces in a cup."),
+        ("How many ounces are in the pound?", "There are 16 ounces in a pound."),
         ("How many days are in a leap year?", "There are 366 days in a leap year."),
         ("How many weeks are in a year?", "There are about 52.14 weeks in a year."),
         ("How many feet is 3 meters?", "3 meters is about 9.843 feet."),
