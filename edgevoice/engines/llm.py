@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import llama_cpp
 
 from edgevoice.config import LlmConfig
+from edgevoice.engines.llama_load import weights_in_plain_buffers
 from edgevoice.engines.prompt_cache import PromptCache, SavedPrompt
 from edgevoice.engines.worker import CancelToken
 from edgevoice.errors import ModelError
@@ -75,19 +76,20 @@ class LlamaLlm:
         check_gguf(model_path)
         self._config = config
         try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(model_path),
-                n_ctx=config.context_tokens,
-                n_threads=config.threads,
-                n_threads_batch=config.threads,
-                n_batch=256,
-                # The 8-bit cache of values needs flash attention; with f16 it stays off, as llama.cpp has it.
-                flash_attn=config.kv_cache == "q8_0",
-                type_k=_KV_TYPES[config.kv_cache],
-                type_v=_KV_TYPES[config.kv_cache],
-                seed=config.seed,
-                verbose=False,
-            )
+            with weights_in_plain_buffers():
+                self._llama = llama_cpp.Llama(
+                    model_path=str(model_path),
+                    n_ctx=config.context_tokens,
+                    n_threads=config.threads,
+                    n_threads_batch=config.threads,
+                    n_batch=256,
+                    # The 8-bit cache of values needs flash attention; with f16 it stays off, as llama.cpp has it.
+                    flash_attn=config.kv_cache == "q8_0",
+                    type_k=_KV_TYPES[config.kv_cache],
+                    type_v=_KV_TYPES[config.kv_cache],
+                    seed=config.seed,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"llama.cpp could not load {model_path}: {err}") from None
         template = self._llama.metadata.get("tokenizer.chat_template")

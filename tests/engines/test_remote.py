@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -105,8 +106,7 @@ def start_llama_server(config: Config, port: int = 0) -> tuple[Process, str]:
     server = Process(
         [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            str(Path(__file__).parents[1] / "support" / "llama_server.py"),
             "--model",
             str(resolve(config, Kind.LLM).path),
             "--host",
