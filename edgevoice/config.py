@@ -153,6 +153,10 @@ class TtsConfig:
     first_words: int = 4
     """The reply's first words are spoken after this many, even mid-clause, to start talking sooner
     still; 0 waits for a clause or the sentence."""
+    max_words: int = 12
+    """Piper speaks at most this many words at once: a longer sentence is cut at a comma (or into even
+    runs of words). Its memory grows with what it speaks at once, ~8 MB a word (a 40-word sentence
+    took 350 MB more for a moment), and its time faster than the words. 0: whole sentences."""
     url: str = ""
     """A Wyoming text-to-speech server to use instead of Piper here, tcp://HOST:PORT (e.g. port 10200);
     empty keeps it in this process."""
@@ -337,6 +341,7 @@ class Config:
             (self.server.turn_wait_s > 0, "server.turn_wait_s must be positive"),
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.first_words >= 0, "tts.first_words must be 0 (off) or more"),
+            (self.tts.max_words >= 0, "tts.max_words must be 0 (off) or more"),
             (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
             (0 <= self.server.port <= 65535, "server.port must be 0 to 65535"),
             (self.server.auth in ("auto", "token", "none"), 'server.auth must be "auto", "token" or "none"'),

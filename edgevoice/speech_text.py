@@ -9,6 +9,7 @@ put in its spoken form (spoken_form.py); the text the client is shown stays the 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -40,6 +41,35 @@ def sentence_ends(text: str, start: int = 0, *, line_start: bool = False) -> Ite
         if line_begins >= 0 and _LIST_NUMBER.fullmatch(text, line_begins, match.start()):
             continue
         yield match.end()
+
+
+def short_pieces(text: str, max_words: int) -> list[str]:
+    """text cut into pieces of at most max_words words, for a voice whose memory and time grow with
+    the length of what it speaks at once: first at sentence ends, then a longer sentence at the
+    clause boundary nearest its middle, then (no clause boundary) into even runs of words. 0: no limit."""
+    ends = [0, *sentence_ends(text + " "), len(text)]
+    sentences = [text[a:b].strip() for a, b in itertools.pairwise(ends)]
+    pieces: list[str] = []
+    for sentence in sentences:
+        if sentence:
+            pieces += _halves(sentence, max_words) if max_words > 0 else [sentence]
+    return pieces
+
+
+def _halves(sentence: str, max_words: int) -> list[str]:
+    words = sentence.split()
+    if len(words) <= max_words:
+        return [sentence]
+    middle = len(sentence) / 2
+    clauses = [m.end() for m in _CLAUSE_END.finditer(sentence) if 0 < len(sentence[m.end() :].split()) < len(words)]
+    if clauses:
+        cut = min(clauses, key=lambda end: abs(end - middle))
+        head, tail = sentence[:cut].strip(), sentence[cut:].strip()
+    else:
+        parts = -(-len(words) // max_words)
+        size = -(-len(words) // parts)  # even parts: no two-word stub at the end
+        return [" ".join(words[k : k + size]) for k in range(0, len(words), size)]
+    return _halves(head, max_words) + _halves(tail, max_words)
 
 
 def clean_for_speech(text: str, *, line_start: bool = False) -> str:

@@ -175,6 +175,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ("[llm]\ntop_p = 0\n", {}, "llm.top_p must be in (0, 1]"),
         ('[llm]\nkv_cache = "q4"\n', {}, "llm.kv_cache must be one of q8_0, f16"),
         ("", {"EDGEVOICE_LLM_KV_CACHE": "f32"}, "llm.kv_cache must be one of q8_0, f16"),
+        ("[tts]\nmax_words = -1\n", {}, "tts.max_words must be 0 (off) or more"),
         ("[tts]\nlength_scale = 5\n", {}, "tts.length_scale must be 0.3 to 3"),
         ("[tts]\nfirst_clause_words = 0\n", {}, "tts.first_clause_words must be at least 1"),
     ],

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from edgevoice.speech_text import SpeechChunker, clean_for_speech, sentence_ends
+from edgevoice.speech_text import SpeechChunker, clean_for_speech, sentence_ends, short_pieces
 
 
 def feed_whole(text: str, first_clause_words: int = 3) -> list[str]:
@@ -216,3 +216,43 @@ def test_sentence_ends_from_a_start_and_at_line_starts() -> None:
     assert list(sentence_ends(text, 5)) == [10, 19]
     assert list(sentence_ends("3. Four? ", line_start=True)) == [9]
     assert list(sentence_ends("3. Four? ")) == [3, 9]
+
+
+def test_short_sentences_are_pieces_of_their_own() -> None:
+    assert short_pieces("Hi there. How are you? Fine!", 12) == ["Hi there.", "How are you?", "Fine!"]
+
+
+def test_a_long_sentence_is_cut_at_the_comma_nearest_its_middle() -> None:
+    sentence = (
+        "The boiling point of water is one hundred degrees at sea level, "
+        "but it is lower on a mountain, where the air is thin."
+    )
+    assert short_pieces(sentence, 12) == [
+        "The boiling point of water is one hundred degrees at sea level,",
+        "but it is lower on a mountain, where the air is thin.",
+    ]
+
+
+def test_a_long_sentence_without_commas_is_cut_into_even_runs() -> None:
+    words = " ".join(f"w{k}" for k in range(14))
+    pieces = short_pieces(words + ".", 6)
+    assert [len(piece.split()) for piece in pieces] == [5, 5, 4]
+    assert " ".join(pieces) == words + "."
+
+
+@pytest.mark.parametrize("max_words", [1, 3, 7, 12])
+def test_every_piece_is_within_the_bound_and_no_word_is_lost(max_words: int) -> None:
+    text = (
+        "First, we heat the oven; then, while it warms, we mix flour, sugar and two eggs in a big bowl "
+        "until the batter is smooth and pale. Bake it. Serve it warm with cream, fruit or nothing at all!"
+    )
+    pieces = short_pieces(text, max_words)
+    assert all(1 <= len(piece.split()) <= max_words for piece in pieces)
+    assert " ".join(pieces).split() == text.split()
+
+
+def test_no_limit_keeps_whole_sentences_and_nothing_gives_no_pieces() -> None:
+    long = " ".join(["word"] * 40) + "."
+    assert short_pieces(long + " Next.", 0) == [long, "Next."]
+    assert short_pieces("", 12) == []
+    assert short_pieces("   ", 12) == []

@@ -16,6 +16,7 @@ from edgevoice.config import TtsConfig
 from edgevoice.engines.worker import CancelToken
 from edgevoice.errors import ModelError
 from edgevoice.models.check import check_piper_voice
+from edgevoice.speech_text import short_pieces
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class PiperTts:
         except Exception as err:
             raise ModelError(f"Piper could not load voice {voice_path}: {err}") from None
         self._synthesis = SynthesisConfig(length_scale=config.length_scale)
+        self._max_words = config.max_words
         self.voice_path = voice_path
 
     @property
@@ -49,11 +51,12 @@ class PiperTts:
         return int(self._voice.config.sample_rate)
 
     def synthesize(self, text: str, token: CancelToken | None = None) -> Iterator[Pcm16]:
-        """One PCM array per sentence Piper finds in text, as each is ready."""
-        for chunk in self._voice.synthesize(text, self._synthesis):
-            if token is not None:
-                token.check()
-            yield np.asarray(chunk.audio_int16_array, dtype=np.int16)
+        """One PCM array per sentence, or piece of a long one (tts.max_words), as each is ready."""
+        for piece in short_pieces(text, self._max_words):
+            for chunk in self._voice.synthesize(piece, self._synthesis):
+                if token is not None:
+                    token.check()
+                yield np.asarray(chunk.audio_int16_array, dtype=np.int16)
 
     def speak(self, text: str) -> Pcm16:
         parts = list(self.synthesize(text))
