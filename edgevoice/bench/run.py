@@ -56,7 +56,9 @@ class BenchOptions:
     clients: int = 1
     """Connections at once, each playing the whole set as its own conversation."""
     stagger_ms: int = 0
-    """Client k starts k * stagger_ms after the first, as rooms do; 0: all at once."""
+    """Client k starts k * stagger_ms after the first, as rooms do, and keeps that offset: its clip n is
+    due n * clients * stagger_ms after its first (or once its last reply has played, if later). So the
+    box hears a new speaker every stagger_ms. 0: all at once, each client's clips back to back."""
     silence_s: float = 2.5
     """Silence sent after each clip at least (and on until its reply has played out)."""
     turn_timeout_s: float = 60.0
@@ -71,7 +73,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, dest="json_out", metavar="FILE", help="write every turn and the summary")
     parser.add_argument("--clients", type=int, default=1, help="connections at once, each plays every clip")
     parser.add_argument(
-        "--stagger", type=int, default=0, metavar="MS", help="start client k at k*MS ms (default 0: all at once)"
+        "--stagger",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="start client k at k*MS ms, then the clients take turns: a new clip every MS ms (default 0: all at once)",
     )
     parser.add_argument("--turn-timeout", type=float, default=60.0, help="seconds to wait for a reply (default 60)")
 
@@ -103,6 +109,12 @@ def speech_end(wav: Path, samples: Samples) -> int:
     if not 0 < end <= len(samples):
         raise BenchError(f"{given}: {ms} ms is not inside the clip")
     return end
+
+
+def clip_due_s(n: int, clients: int, stagger_ms: int) -> float:
+    """When a client's clip n is due, in seconds after its first: with a stagger the clients take turns,
+    one new speaker every stagger_ms; without one (0), every clip is due at once, after the last."""
+    return n * clients * stagger_ms / 1000
 
 
 def _pacer() -> Pacer:
@@ -179,7 +191,11 @@ class _Connection:
             self._pacer = _pacer()
             for _ in range(int(LEAD_SILENCE_S * 1000) // FRAME_MS):
                 await self._send(self._silence, receiver)
-            for clip in clips:
+            first = time.monotonic()
+            for n, clip in enumerate(clips):
+                due = first + clip_due_s(n, self.options.clients, self.options.stagger_ms)
+                while time.monotonic() < due:
+                    await self._send(self._silence, receiver)
                 await self._play(clip, receiver)
             self.tracker.start_clip(None)
             await self.ws.send_str(protocol.Bye().to_text())

@@ -24,7 +24,7 @@ from edgevoice.bench.measure import (
     summarise,
     true_end_of_speech,
 )
-from edgevoice.bench.run import DEFAULT_CLIPS, format_report, load_clips
+from edgevoice.bench.run import DEFAULT_CLIPS, clip_due_s, format_report, load_clips
 from edgevoice.cli import main
 from edgevoice.config import Config
 from edgevoice.models.registry import default_stt_path
@@ -232,3 +232,11 @@ def test_bench_runs_its_own_daemon_and_writes_the_turns(config: Config, tmp_path
     for stage in ("vad_end", "transcript", "first_text", "first_audio"):
         assert f"\n{stage} " in result.stdout
     assert "peak RSS" in result.stdout
+
+
+def test_staggered_clients_keep_their_turns_and_unstaggered_ones_play_back_to_back() -> None:
+    # Four rooms staggered by 2 s: client 1's first clip is 2 s after client 0's (its start offset),
+    # and each client's next clip 8 s after its last, so the box hears a new speaker every 2 s.
+    assert [clip_due_s(n, 4, 2000) for n in range(3)] == [0.0, 8.0, 16.0]
+    assert clip_due_s(5, 1, 500) == 2.5
+    assert clip_due_s(7, 4, 0) == 0.0
