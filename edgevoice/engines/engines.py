@@ -22,6 +22,7 @@ from edgevoice.audio.pcm import Pcm16, Samples
 from edgevoice.config import Config
 from edgevoice.engines.kinds import LanguageModel, SpeechToText, TextToSpeech
 from edgevoice.engines.llm import GenerationStats, MayGo, Message
+from edgevoice.engines.memory import give_back_free_memory
 from edgevoice.engines.schedule import Claim, Rank
 from edgevoice.engines.worker import CancelToken, EngineBusy, EngineWorker
 from edgevoice.errors import EdgevoiceError
@@ -37,9 +38,9 @@ class Engines:
     ) -> None:
         self.config = config
         self._stt, self._llm, self._tts = stt, llm, tts
-        self.stt_worker = EngineWorker("stt")
-        self.llm_worker = EngineWorker("llm")
-        self.tts_worker = EngineWorker("tts")
+        self.stt_worker = EngineWorker("stt", on_idle=give_back_free_memory)
+        self.llm_worker = EngineWorker("llm", on_idle=give_back_free_memory)
+        self.tts_worker = EngineWorker("tts", on_idle=give_back_free_memory)
         self._llm_may_go = threading.Event()
         """Clear while some turn's first words are being voiced: every reply waits before its next token."""
         self._llm_may_go.set()

@@ -72,8 +72,10 @@ class _Job(Generic[T]):
 class EngineWorker:
     """A named thread that runs submitted callables one at a time, best claim first (schedule.py)."""
 
-    def __init__(self, name: str, max_waiting: int = 8) -> None:
+    def __init__(self, name: str, max_waiting: int = 8, on_idle: Callable[[], object] | None = None) -> None:
+        """on_idle: run on the engine thread each time a job leaves its queue empty (housekeeping)."""
         self.name = name
+        self._on_idle = on_idle
         self._lock = threading.Condition(threading.RLock())
         self._queue: Scheduler[_Job[Any]] = Scheduler(max_waiting)
         self._running: tuple[_Job[Any], Claim] | None = None
@@ -165,6 +167,16 @@ class EngineWorker:
                     (started - job.queued) * 1000,
                     took * 1000,
                 )
+            self._idle()
+
+    def _idle(self) -> None:
+        with self._lock:
+            if self._queue or self._on_idle is None:
+                return
+        try:
+            self._on_idle()
+        except Exception:  # housekeeping must not stop the engine
+            _log.exception("engine %s: idle housekeeping failed", self.name)
 
     def _add(self, job: _Job[T], claim: Claim) -> None:
         with self._lock:
