@@ -38,9 +38,9 @@ class Engines:
     ) -> None:
         self.config = config
         self._stt, self._llm, self._tts = stt, llm, tts
-        self.stt_worker = EngineWorker("stt", on_idle=give_back_free_memory)
-        self.llm_worker = EngineWorker("llm", on_idle=give_back_free_memory)
-        self.tts_worker = EngineWorker("tts", on_idle=give_back_free_memory)
+        self.stt_worker = EngineWorker("stt", on_idle=self._all_idle)
+        self.llm_worker = EngineWorker("llm", on_idle=self._all_idle)
+        self.tts_worker = EngineWorker("tts", on_idle=self._all_idle)
         self._llm_may_go = threading.Event()
         """Clear while some turn's first words are being voiced: every reply waits before its next token."""
         self._llm_may_go.set()
@@ -48,6 +48,14 @@ class Engines:
         """First words being voiced now (one per turn at most; turns of several clients may overlap)."""
         self._hearing = _Hold()
         """Held while a turn someone waits for is transcribed: replies already playing wait meanwhile."""
+
+    def _all_idle(self) -> None:
+        """Called by each engine thread as its queue empties. Once no engine has work left, the memory
+        the turn freed goes back to the system: not sooner, since what is handed back must be faulted
+        in again by the next allocation, which would cost a turn under way its time."""
+        if any(worker.busy or worker.waiting for worker in (self.stt_worker, self.llm_worker, self.tts_worker)):
+            return
+        give_back_free_memory()
 
     @classmethod
     def load(cls, config: Config, kinds: Collection[Kind] = ALL_KINDS, warm: bool = True) -> Engines:

@@ -7,6 +7,11 @@ import ctypes
 import ctypes.util
 import threading
 
+import pytest
+
+import edgevoice.engines.engines as engines_module
+from edgevoice.config import Config
+from edgevoice.engines.engines import Engines
 from edgevoice.engines.memory import give_back_free_memory
 from edgevoice.engines.schedule import Claim
 from edgevoice.engines.worker import EngineWorker
@@ -63,3 +68,21 @@ async def test_housekeeping_runs_once_the_queue_is_empty_and_its_failure_stops_n
         assert calls == [0, 0]
     finally:
         worker.close()
+
+
+async def test_memory_goes_back_only_once_no_engine_has_work(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    given: list[str] = []
+    monkeypatch.setattr(engines_module, "give_back_free_memory", lambda: given.append(threading.current_thread().name))
+    engines = Engines(config, None, None, None)
+    try:
+        release = threading.Event()
+        reply = engines.llm_worker.submit(lambda: release.wait(10))
+        assert await engines.stt_worker.submit(lambda: "heard") == "heard"
+        await asyncio.sleep(0.1)
+        assert given == []  # the model is still at work on a reply
+        release.set()
+        assert await reply
+        await asyncio.sleep(0.1)
+        assert given == ["edgevoice-llm"]  # the last engine to finish hands it back, on its own thread
+    finally:
+        engines.close()
