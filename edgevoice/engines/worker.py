@@ -293,7 +293,7 @@ class EngineWorker:
                 pending.add_done_callback(_consume_result)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Drop the jobs still waiting, let the running one finish, and wait for the thread to end.
+        """Drop the jobs still waiting, stop the running one at its next check, and wait for the thread.
 
         The engine's native library must not be mid-inference when its model is freed or the
         interpreter exits: that is a segfault, not an error.
@@ -301,7 +301,12 @@ class EngineWorker:
         with self._lock:
             self._closing = True
             jobs = self._queue.drain()
+            running = self._running
             self._lock.notify()
+        if running is not None and running[0].token is not None:
+            # A job that polls its token stops at its next check: a reply whose reader has gone quiet
+            # (a client that stopped reading) would otherwise hold the thread, and the daemon, for ever.
+            running[0].token.cancel()
         for job in jobs:
             job.result.cancel()  # reaches an awaiting caller through its loop, if that still runs
         dropped = len(jobs)

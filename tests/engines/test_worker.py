@@ -69,6 +69,30 @@ async def test_stream_stops_producer_when_consumer_leaves() -> None:
         worker.close()
 
 
+async def test_closing_stops_a_stream_whose_reader_went_quiet() -> None:
+    # A client that stops reading mid-reply: its turn neither reads on nor closes the stream, so the
+    # engine thread waits for room in the window. Closing the worker (the daemon stopping) must end it.
+    worker = EngineWorker("t")
+    stopped = threading.Event()
+
+    def produce(token: CancelToken) -> Iterator[int]:
+        try:
+            for i in range(10_000):
+                token.check()
+                yield i
+        finally:
+            stopped.set()
+
+    stream = worker.stream(produce, window=2)
+    assert await anext(stream) == 0
+    await asyncio.sleep(0.2)  # the window fills and the thread waits for the reader
+    started = asyncio.get_running_loop().time()
+    await asyncio.to_thread(worker.close, 10.0)
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert stopped.is_set()
+    await stream.aclose()
+
+
 async def test_stream_error_reaches_consumer() -> None:
     worker = EngineWorker("t")
 
