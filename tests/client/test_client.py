@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import re
 import signal
 import socket
 import sys
@@ -648,7 +649,9 @@ async def test_reconnects_to_a_restarted_daemon_and_resumes(
             await asyncio.gather(client, return_exceptions=True)
     transcripts = [m["text"].lower() for m in seen.of("transcript")]
     assert "capital" in transcripts[0]
-    assert "moon" in transcripts[-1]
+    # The question asked after the reconnect, heard as that question: Piper's voice varies from run
+    # to run, and tiny.en once heard "how far away is the meant from the earth?".
+    assert {"moon", "earth"} & set(re.findall(r"[a-z]+", transcripts[-1])), transcripts
     assert seen.of("client_stats")[0]["reconnects"] == 1
 
 
