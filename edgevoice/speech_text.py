@@ -62,14 +62,12 @@ def _halves(sentence: str, max_words: int) -> list[str]:
         return [sentence]
     middle = len(sentence) / 2
     clauses = [m.end() for m in _CLAUSE_END.finditer(sentence) if 0 < len(sentence[m.end() :].split()) < len(words)]
-    if clauses:
-        cut = min(clauses, key=lambda end: abs(end - middle))
-        head, tail = sentence[:cut].strip(), sentence[cut:].strip()
-    else:
+    if not clauses:
         parts = -(-len(words) // max_words)
         size = -(-len(words) // parts)  # even parts: no two-word stub at the end
         return [" ".join(words[k : k + size]) for k in range(0, len(words), size)]
-    return _halves(head, max_words) + _halves(tail, max_words)
+    cut = min(clauses, key=lambda end: abs(end - middle))
+    return _halves(sentence[:cut].strip(), max_words) + _halves(sentence[cut:].strip(), max_words)
 
 
 def clean_for_speech(text: str, *, line_start: bool = False) -> str:

@@ -1,10 +1,10 @@
-"""Giving memory the engines freed back to the system, when an engine falls idle.
+"""Giving memory the engines freed back to the system, once no engine has work (Engines._all_idle).
 
 Each engine thread allocates through its own glibc malloc arena: Piper's buffers grow with what it
 speaks, whisper's with the clip, llama.cpp's saved prompts with the conversation. Freed chunks stay
 in the arena, counted in the daemon's resident memory, until the arena's top happens to be free.
 malloc_trim(0) hands back every free page of every arena (glibc 2.8 and later). It takes a few
-milliseconds, so it runs on the engine's own thread once its queue is empty, never on a turn's way.
+milliseconds, so it runs on the engine thread that finished last, never on a turn's way.
 Where the C library has no malloc_trim (musl, macOS) it does nothing.
 """
 
@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-_log = logging.getLogger(__name__)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
