@@ -18,6 +18,7 @@ AEC3 alone leaves of the echo mostly digital silence.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,19 @@ class AecSettings:
     PulseAudio room by 10 dB within its first 250 ms every time; until then the echo gate stands behind it."""
 
 
-_SETTLE_CHUNKS = 25
-"""Chunks over which a stream's lateness is measured before the clock is moved later."""
+_SETTLE_S = 1.5
+"""After a stream (re)starts, its clock jumps to where its stamps put it, this long: at first to an
+earlier stamp at once, then to the least lateness over the last _WINDOW_S (a device's first callbacks
+come in a burst, stamped earlier than the stream then runs)."""
+_WINDOW_S = 1.0
+"""The span over which the least lateness of a stream's stamps is taken as where it really is."""
+_SLEW = 0.001
+"""After settling, a stream's clock moves at most this many seconds per second of audio (0.1 %, ten
+times what sound cards drift): a sample in 62 ms at 16 kHz, which AEC3 follows without a leak."""
+_DEAD_BAND_S = 0.005
+"""Nor does it move while it is within this of where the stamps put it. The stamps of two streams of
+one device wander against each other by a few ms (PulseAudio's null sink: 0.35 ms a second for 9 s),
+where the samples themselves keep in step: the clocks follow the stamps only past this."""
 
 
 class StreamClock:
@@ -55,38 +67,59 @@ class StreamClock:
 
     A callback learns its chunk's time from the clock when it runs, and runs late by varying amounts
     (scheduling, chunks delivered in bursts), never early: the chunks themselves follow each other
-    without gaps. So a chunk's time is where the previous one ended, moved earlier at once by a stamp
-    that is earlier still (the stream had been taken for later than it is), and later only by the
-    least lateness seen over _SETTLE_CHUNKS chunks (the device's clock drifting against ours). A
-    stamp restart_ms away from where the stream has got to is a restart: it is taken as it is.
+    without gaps. So the chunks are laid end to end, and the stream's place on the clock is the least
+    lateness of its stamps. For the first _SETTLE_S after it (re)starts, an earlier stamp moves it at
+    once. After that it slews: towards the least lateness over the last _WINDOW_S, by at most _SLEW
+    and not for less than _DEAD_BAND_S, so it follows a device clock that drifts against ours without
+    ever jumping. The canceller pairs the mic's and the speaker's streams by these clocks, and a jump
+    of a few samples in either (as the stamps' jitter gave before) is a change in the echo's path
+    that AEC3 leaks through while it adapts. A stamp restart_s away from where the stream has got to
+    is a restart: it is taken as it is.
     """
 
     def __init__(self, restart_s: float) -> None:
         self._restart_s = restart_s
-        self._next: float | None = None
-        self._least_late = float("inf")
-        self._chunks = 0
+        self._base: float | None = None
+        """Where the stream would be from its (re)start on, by its length alone."""
+        self._offset = 0.0
+        """Where it is placed, against _base."""
+        self._since = 0.0
+        """Seconds of the stream since it (re)started."""
+        self._least: collections.deque[tuple[float, float]] = collections.deque()
+        """(_since, lateness against _base) of recent chunks, the lateness increasing: the window's minimum first."""
         self.restarts = 0
 
     def place(self, at: float, duration: float) -> tuple[float, bool]:
         """(the chunk's time, whether the stream starts anew with it)."""
-        fresh = self._next is None or abs(at - self._next) > self._restart_s
-        if self._next is None or fresh:
-            if self._next is not None:
+        fresh = self._base is None or abs(at - (self._base + self._offset)) > self._restart_s
+        if fresh:
+            if self._base is not None:
                 self.restarts += 1
-            self._next = at
-            self._least_late, self._chunks = float("inf"), 0
-        elif at < self._next:
-            self._next = at
+            self._base, self._offset, self._since = at, 0.0, 0.0
+            self._least.clear()
+        assert self._base is not None
+        lateness = at - self._base
+        while self._least and self._least[-1][1] >= lateness:
+            self._least.pop()
+        self._least.append((self._since, lateness))
+        while self._least[0][0] < self._since - _WINDOW_S:
+            self._least.popleft()
+        if self._since < _SETTLE_S:
+            self._offset = self._least[0][1] if self._since >= _WINDOW_S / 2 else min(self._offset, lateness)
         else:
-            self._least_late = min(self._least_late, at - self._next)
-            self._chunks += 1
-            if self._chunks >= _SETTLE_CHUNKS:
-                self._next += self._least_late
-                self._least_late, self._chunks = float("inf"), 0
-        placed = self._next
-        self._next += duration
+            error = self._least[0][1] - self._offset
+            if abs(error) > _DEAD_BAND_S:
+                step = _SLEW * duration
+                self._offset += max(-step, min(step, error))
+        placed = self._base + self._offset
+        self._base += duration
+        self._since += duration
         return placed, fresh
+
+    @property
+    def settling(self) -> bool:
+        """Whether the stream (re)started less than _SETTLE_S ago: its place on the clock may still jump."""
+        return self._since < _SETTLE_S
 
 
 class FarEnd:
@@ -115,6 +148,10 @@ class FarEnd:
     @property
     def restarts(self) -> int:
         return self._clock.restarts
+
+    @property
+    def settling(self) -> bool:
+        return self._clock.settling
 
     def _index(self, at: float) -> int:
         return round((at - self._origin) * SAMPLE_RATE)
@@ -201,10 +238,14 @@ class EchoCanceller:
         self.frames = 0
         self.far_frames_s = 0.0
         """Seconds of mic frames processed while the speaker played."""
+        self.aligned_far_s = 0.0
+        """The same since both streams' clocks last settled: what AEC3 has had to converge on their pairing."""
         self.mic_energy = 0.0
         """Sum of squares of the mic frames processed while a reference played (for ERLE)."""
         self.out_energy = 0.0
         """The same after cancellation."""
+        self.last_reference = np.zeros(0, dtype=np.int16)
+        """The speaker's samples given to AEC3 with the last mic frame (what a recording of a run keeps)."""
 
     def reference(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float) -> None:
         """The speaker's output: 16-bit mono PCM at sample_rate whose first sample plays at `at` seconds."""
@@ -216,7 +257,12 @@ class EchoCanceller:
         at, _ = self._mic_clock.place(at, len(near) / SAMPLE_RATE)
         far = self.far.read(at, len(near))
         out = np.asarray(self._processor.process(near, far), dtype="<i2")
+        self.last_reference = far
         self.frames += 1
+        if self._mic_clock.settling or self.far.settling:
+            self.aligned_far_s = 0.0
+        elif far.any():
+            self.aligned_far_s += len(near) / SAMPLE_RATE
         if far.any():
             self.far_frames_s += len(near) / SAMPLE_RATE
             self.mic_energy += float(np.dot(near.astype(np.float64), near))
@@ -224,9 +270,15 @@ class EchoCanceller:
         return out.tobytes()
 
     @property
+    def restarts(self) -> int:
+        """Times the speaker's stream started anew (after an underrun) since the first."""
+        return self.far.restarts
+
+    @property
     def converging(self) -> bool:
-        """Whether the canceller has yet to hear converge_s of the speaker: its echo may still come through."""
-        return self.far_frames_s < self.settings.converge_s
+        """Whether the canceller has yet to hear converge_s of the speaker since the two streams' pairing
+        last settled (they started, or one restarted): its echo may still come through."""
+        return self.aligned_far_s < self.settings.converge_s
 
     @property
     def erle_db(self) -> float | None:

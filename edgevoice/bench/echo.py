@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import soundfile
 
 from edgevoice.audio.aec import EchoCanceller
 from edgevoice.audio.echo_gate import EchoGate
@@ -43,7 +44,10 @@ FRAME_MS = 20
 WINDOW_S = 0.25
 CONVERGED_DB = 10.0
 MAX_LATENCY_S = 1.0
-LISTEN_FIRST_S = 1.5
+LISTEN_FIRST_S = 3.5
+"""The streams run this long before the reply, as the daemon's run from its start: over their first
+seconds PulseAudio's stamps jump (the mic's restarted three times in its first 1.8 s) and the clocks
+that pair them settle (edgevoice.audio.aec.StreamClock)."""
 
 
 @dataclass
@@ -95,9 +99,18 @@ def erle(
 
 
 def run(
-    config: Config, user: Path | None, user_at_s: float, user_device: str, seconds: float, *, cancel: bool = True
+    config: Config,
+    user: Path | None,
+    user_at_s: float,
+    user_device: str,
+    seconds: float,
+    *,
+    cancel: bool = True,
+    save: Path | None = None,
 ) -> EchoReport:
-    """cancel: the echo canceller, then the gate as its second line; False: the gate alone (as before)."""
+    """cancel: the echo canceller, then the gate as its second line; False: the gate alone (as before).
+    save: a folder for the recordings (mic.wav as heard, reference.wav as the canceller was given the
+    speaker's output beside it, cancelled.wav after the canceller, cleaned.wav as the endpointer heard it)."""
     from edgevoice.engines.stt import WhisperStt  # noqa: PLC0415 (the models only for this bench)
     from edgevoice.engines.tts import PiperTts  # noqa: PLC0415
     from edgevoice.models.registry import Kind, resolve  # noqa: PLC0415
@@ -113,6 +126,7 @@ def run(
     mic: list[npt.NDArray[np.int16]] = []
     cancelled: list[npt.NDArray[np.int16]] = []
     cleaned: list[npt.NDArray[np.int16]] = []
+    references: list[npt.NDArray[np.int16]] = []
     played = 0
     reply_from = int(LISTEN_FIRST_S * tts.sample_rate)
     reply_plays_at: list[float] = []
@@ -138,6 +152,8 @@ def run(
         mic_stamps.append(captured_at)
         with lock:
             after_aec = frame if canceller is None else canceller.process(frame, captured_at)
+            if canceller is not None:
+                references.append(canceller.last_reference)
             # As the box's microphone loop does: the gate stands behind the canceller while it converges.
             out = gate.process(after_aec, captured_at) if canceller is None or canceller.converging else after_aec
         mic.append(np.frombuffer(frame, dtype="<i2").copy())
@@ -155,6 +171,12 @@ def run(
             subprocess.run(["paplay", f"--device={user_device}", str(user)], check=True, timeout=60)
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
     raw, clean = np.concatenate(mic), np.concatenate(cleaned)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        recordings = {"mic": mic, "cancelled": cancelled, "cleaned": cleaned, "reference": references}
+        for name, frames in recordings.items():
+            if frames:
+                soundfile.write(str(save / f"{name}.wav"), np.concatenate(frames), SAMPLE_RATE, subtype="PCM_16")
     report = EchoReport(reply_s=len(reply) / tts.sample_rate, gate_passed_while_speaking=gate.passed_while_speaking)
     # Where the reply is in the mic: found by its waveform, which needs no trust in the stamps.
     reply_16k = to_pcm16(resample(from_pcm16(reply), tts.sample_rate, SAMPLE_RATE)).astype(np.float64)
@@ -198,12 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--user", type=Path, help="a recording played over the reply (paplay) as the person")
     parser.add_argument("--user-at", type=float, default=5.0, help="seconds after the start to play it")
     parser.add_argument("--user-device", default="room", help="the PulseAudio sink the person is played into")
-    parser.add_argument("--seconds", type=float, default=14.0, help="how long to listen")
+    parser.add_argument("--seconds", type=float, default=16.0, help="how long to listen")
     parser.add_argument("--gate-only", action="store_true", help="no echo canceller: the echo gate alone")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--save", type=Path, help="a folder for the recordings: mic, reference, cancelled, cleaned")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    report = run(config, args.user, args.user_at, args.user_device, args.seconds, cancel=not args.gate_only)
+    cancel = not args.gate_only
+    report = run(config, args.user, args.user_at, args.user_device, args.seconds, cancel=cancel, save=args.save)
     text = json.dumps(asdict(report), indent=2)
     if args.json is not None:
         args.json.write_text(text)

@@ -53,18 +53,83 @@ def test_chunks_follow_on_despite_late_stamps_and_a_restart_starts_anew() -> Non
     assert far.read(0.5, 320).tolist() == chunk.tolist()
 
 
-def test_the_clock_follows_the_earliest_stamps_and_a_slow_drift() -> None:
+def test_the_clock_follows_the_earliest_stamps_while_it_settles() -> None:
     clock = StreamClock(restart_s=0.2)
     late = [0.030, 0.010, 0.045, 0.0, 0.020]  # how late each callback ran
     placed = [clock.place(0.5 + 0.02 * k + late[k % 5], 0.02)[0] for k in range(10)]
     # The first callback was 30 ms late; the fourth, on time, shows it, and from then on the chunks are in time.
     assert placed[0] == pytest.approx(0.53)
     assert placed[3:] == pytest.approx([0.5 + 0.02 * k for k in range(3, 10)])
-    # A device clock 0.1 % slower than ours (ten times what a sound card drifts): followed to a ms or two.
-    for k in range(10, 1000):
-        placed_k, fresh = clock.place(0.5 + 0.02002 * k, 0.02)
-        assert not fresh
-    assert placed_k == pytest.approx(0.5 + 0.02002 * 999, abs=0.002)
+    assert clock.settling
+
+
+def test_a_burst_of_early_stamps_at_the_start_is_forgotten_once_settled() -> None:
+    # A device's first callbacks come at once, stamped up to 15 ms before the stream then runs.
+    clock = StreamClock(restart_s=0.2)
+    placed = [clock.place(0.02 * k - (0.015 if k < 10 else 0.0), 0.02)[0] for k in range(200)]
+    assert not clock.settling
+    assert placed[100:] == pytest.approx([0.02 * k for k in range(100, 200)], abs=1e-9)
+
+
+def test_a_settled_clock_does_not_move_for_the_stamps_jitter() -> None:
+    # Callbacks late by up to 8 ms, at random: the chunks are laid end to end, in time, for a minute.
+    rng = np.random.default_rng(7)
+    clock = StreamClock(restart_s=0.2)
+    placed = np.array([clock.place(0.02 * k + rng.uniform(0, 0.008), 0.02)[0] for k in range(3000)])
+    settled = placed[100:]
+    assert np.diff(settled) == pytest.approx(0.02, abs=1e-9), "a step in the pairing is a change in the echo's path"
+    assert 0.0 <= settled[0] - 0.02 * 100 < 0.001
+    assert clock.restarts == 0
+
+
+def test_a_drifting_device_is_followed_smoothly() -> None:
+    # A device clock 0.05 % slower than ours (five times what a sound card drifts), for two minutes.
+    clock = StreamClock(restart_s=0.2)
+    placed = np.array([clock.place(0.5 + 0.02001 * k, 0.02)[0] for k in range(6000)])
+    behind = 0.5 + 0.02001 * np.arange(6000) - placed
+    assert behind.max() < 0.006, "followed to within its dead band and a little"
+    # Never by a jump: a step of at most 0.1 % of a chunk (20 us, a third of a sample at 16 kHz).
+    assert np.abs(np.diff(placed) - 0.02).max() <= 0.02 * 0.001 + 1e-12
+
+
+def test_a_restart_is_taken_as_stamped_and_settles_anew() -> None:
+    clock = StreamClock(restart_s=0.2)
+    for k in range(100):
+        clock.place(0.02 * k, 0.02)
+    assert not clock.settling
+    placed, fresh = clock.place(5.0, 0.02)
+    assert (placed, fresh, clock.restarts) == (5.0, True, 1)
+    assert clock.settling
+
+
+def test_the_canceller_is_trusted_once_the_pairing_settled_and_again_after_a_restart() -> None:
+    canceller = EchoCanceller(AecSettings(converge_s=0.8))
+    speech = to_pcm16(resample(trim(read_audio(BUNDLED)), SAMPLE_RATE, SPEAKER_RATE))
+    speaker_chunk = SPEAKER_RATE // 50
+
+    def second(start_s: float, speaker_at: float) -> None:
+        """One second of the mic from start_s, 20 ms at a time, and of the speaker from speaker_at (its
+        audio stamped with when it will play, 100 ms after it is handed over)."""
+        for k in range(50):
+            offset = (k * speaker_chunk) % (len(speech) - speaker_chunk)
+            plays_at = speaker_at + 0.1 + 0.02 * k
+            canceller.reference(speech[offset : offset + speaker_chunk], SPEAKER_RATE, plays_at)
+            canceller.process(np.zeros(FRAME, dtype=np.int16).tobytes(), start_s + 0.02 * k)
+
+    second(0.0, 0.0)
+    assert canceller.converging, "its clocks are still settling"
+    second(1.0, 1.0)
+    assert canceller.converging, "settled at 1.5 s; half a second of the speaker heard since"
+    second(2.0, 2.0)
+    assert not canceller.converging
+    second(3.0, 3.5)  # the speaker's stream restarted, 500 ms later than it had got to
+    assert canceller.restarts == 1
+    assert canceller.converging
+    second(4.0, 4.5)
+    assert canceller.converging
+    for start in (5.0, 6.0):
+        second(start, start + 0.5)
+    assert not canceller.converging
 
 
 def test_the_speaker_rate_is_resampled_to_16_khz_in_time() -> None:
