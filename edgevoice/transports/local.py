@@ -113,15 +113,19 @@ async def run_mic(
     loop = asyncio.get_running_loop()
     frames: DropOldestQueue[tuple[bytes, float]] = DropOldestQueue(MIC_QUEUE_FRAMES)
 
+    xruns = _Xruns()
+
     def on_input(data: Any, _frames: int, timing: Any, status: Any) -> None:
-        if status:
-            _log.debug("input status: %s", status)
+        if status.input_overflow:
+            xruns.mic_overflows += 1
         # Stamped with when the frame's first sample met the mic, on the clock the speaker's
         # audio is stamped with below, so the gate can line the echo up with its cause.
         captured_at = time.monotonic() - _latency(timing.currentTime, timing.inputBufferAdcTime)
         loop.call_soon_threadsafe(frames.put, (bytes(data), captured_at))
 
-    def on_output(out: np.ndarray, _frames: int, timing: Any, _status: Any) -> None:
+    def on_output(out: np.ndarray, _frames: int, timing: Any, status: Any) -> None:
+        if status.output_underflow:
+            xruns.speaker_underflows += 1
         speaker.fill(out)
         plays_at = time.monotonic() + _latency(timing.outputBufferDacTime, timing.currentTime)
         with gate_lock:
@@ -147,23 +151,46 @@ async def run_mic(
                     if canceller is None or canceller.converging:
                         frame = gate.process(frame, captured_at)
                 session.feed(frame)
+                xruns.report(canceller)
     finally:
         if skills is not None:
             skills.box.ringer.set_speaker(None)
             skills.box.ringer.leave(skills.conversation_id, session)
         await session.close()
-        if frames.dropped:
-            _log.warning("dropped %d microphone frames the pipeline could not keep up with", frames.dropped)
-        _log.info(
-            "echo gate: silenced %d of %d microphone frames heard while the speaker played; "
-            "coupling %.3f; the loudest silenced frame was %.2f of its threshold",
-            gate.gated_frames,
-            gate.frames_while_speaking,
-            gate.coupling,
-            gate.closest_call,
-        )
-        if canceller is not None and canceller.erle_db is not None:
-            _log.info("echo canceller: %.1f dB taken out while the speaker played", canceller.erle_db)
+        _log_echo_handling(frames.dropped, gate, canceller)
+
+
+def _log_echo_handling(dropped: int, gate: EchoGate, canceller: EchoCanceller | None) -> None:
+    if dropped:
+        _log.warning("dropped %d microphone frames the pipeline could not keep up with", dropped)
+    _log.info(
+        "echo gate: silenced %d of %d microphone frames heard while the speaker played; "
+        "coupling %.3f; the loudest silenced frame was %.2f of its threshold",
+        gate.gated_frames,
+        gate.frames_while_speaking,
+        gate.coupling,
+        gate.closest_call,
+    )
+    if canceller is not None and canceller.erle_db is not None:
+        _log.info("echo canceller: %.1f dB taken out while the speaker played", canceller.erle_db)
+
+
+class _Xruns:
+    """What the sound devices lost: counted on PortAudio's threads, logged from the event loop (each new
+    one once, with the canceller's view of it), as a speaker that runs dry shifts the echo's delay."""
+
+    def __init__(self) -> None:
+        self.speaker_underflows = 0
+        self.mic_overflows = 0
+        self._logged = (0, 0)
+
+    def report(self, canceller: EchoCanceller | None) -> None:
+        now = (self.speaker_underflows, self.mic_overflows)
+        if now == self._logged:
+            return
+        self._logged = now
+        restarts = "" if canceller is None else f"; the speaker's stream restarted {canceller.restarts} times"
+        _log.info("sound device xruns: the speaker ran dry %d times, the mic overflowed %d times%s", *now, restarts)
 
 
 def _print_turn(event: Event) -> None:

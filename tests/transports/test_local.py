@@ -215,7 +215,8 @@ def assert_quiet_while_replying(daemon: Daemon, reply: str) -> None:
     # Were the echo taken for speech, the session would barge in on itself at once ("(interrupted)"),
     # or, heard as the reply ends, answer it ("you:" after its STT, LLM and TTS). Neither may happen.
     playing_s = 0.4 * len(reply.split())
-    assert daemon.quiet_for(playing_s + 6) == [], f"edgevoice heard itself say {reply!r}"
+    printed = daemon.quiet_for(playing_s + 6)
+    assert printed == [], f"edgevoice heard itself say {reply!r}: {printed}"
 
 
 def gate_alone(env: dict[str, str]) -> dict[str, str]:
