@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -272,6 +274,9 @@ def _token(config: Config, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    # `kill -USR1 PID` writes every thread's stack to stderr (the journal under systemd): what a process
+    # that will not stop, or has stopped answering, is waiting on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         if args.command == "models" and args.models_command == "use" and args.name is not None:
             return _models_use(args.config, args.name)

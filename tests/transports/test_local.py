@@ -78,6 +78,10 @@ def test_run_talks_through_microphone_and_speaker(pulse: dict[str, str], tmp_pat
         assert reply.startswith("edgevoice: ")
         assert len(reply.split()) > 2
         time.sleep(3)  # let the reply play out through the speaker
+        # What an owner does with a box that will not stop: every thread's stack goes to its log, and it runs on.
+        daemon.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        assert daemon.poll() is None
     finally:
         daemon.send_signal(signal.SIGINT)
         _, errors = daemon.communicate(timeout=30)
@@ -85,6 +89,8 @@ def test_run_talks_through_microphone_and_speaker(pulse: dict[str, str], tmp_pat
         recorder.wait(timeout=10)
     assert daemon.returncode in (0, 130)
     assert "Traceback" not in errors, errors
+    assert "most recent call first" in errors, errors
+    assert "edgevoice/cli.py" in errors, "the main thread is among them"
     audio, rate = soundfile.read(str(heard), dtype="float32")
     loud = (abs(audio) > 0.05).sum() / rate
     assert loud > 0.3, f"only {loud:.2f} s of reply audio reached the speaker"
@@ -140,6 +146,8 @@ class Daemon:
             self.process.wait(timeout=30)
         finally:
             if self.process.poll() is None:
+                self.process.send_signal(signal.SIGUSR1)  # every thread's stack into the log: what it waits on
+                time.sleep(1)
                 self.process.kill()
                 self.process.wait(timeout=10)
             self._log_file.close()
