@@ -56,6 +56,8 @@ _WINDOW_S = 1.0
 _SLEW = 0.001
 """After settling, a stream's clock moves at most this many seconds per second of audio (0.1 %, ten
 times what sound cards drift): a sample in 62 ms at 16 kHz, which AEC3 follows without a leak."""
+_STEP_S = 0.02
+"""Where the stamps say a settled stream is this far from its clock, it moved: it starts anew."""
 _DEAD_BAND_S = 0.005
 """Nor does it move while it is within this of where the stamps put it. The stamps of two streams of
 one device wander against each other by a few ms (PulseAudio's null sink: 0.35 ms a second for 9 s),
@@ -73,8 +75,9 @@ class StreamClock:
     and not for less than _DEAD_BAND_S, so it follows a device clock that drifts against ours without
     ever jumping. The canceller pairs the mic's and the speaker's streams by these clocks, and a jump
     of a few samples in either (as the stamps' jitter gave before) is a change in the echo's path
-    that AEC3 leaks through while it adapts. A stamp restart_s away from where the stream has got to
-    is a restart: it is taken as it is.
+    that AEC3 leaks through while it adapts. A restart is taken as it is stamped and settles anew: a
+    chunk after a gap the device reported, a stamp restart_s away from where the stream has got to,
+    or a settled stream whose stamps moved _STEP_S (every one of a window late, or one early).
     """
 
     def __init__(self, restart_s: float) -> None:
@@ -89,25 +92,26 @@ class StreamClock:
         """(_since, lateness against _base) of recent chunks, the lateness increasing: the window's minimum first."""
         self.restarts = 0
 
-    def place(self, at: float, duration: float) -> tuple[float, bool]:
-        """(the chunk's time, whether the stream starts anew with it)."""
-        fresh = self._base is None or abs(at - (self._base + self._offset)) > self._restart_s
-        if fresh:
+    def place(self, at: float, duration: float, *, gap: bool = False) -> tuple[float, bool]:
+        """(the chunk's time, whether the stream starts anew with it). gap: the device says the stream
+        broke before this chunk (an underrun or an overrun), so its samples no longer follow on."""
+        fresh = gap or self._base is None or abs(at - (self._base + self._offset)) > self._restart_s
+        if self._base is not None and not fresh:
+            lateness = at - self._base
+            least = self._count(lateness)
+            # Every chunk of the last window _STEP_S late, or one that early: the stream moved (a device
+            # that recovered from an xrun without saying so), as no drift does. It starts anew.
+            fresh = not self.settling and abs(least - self._offset) > _STEP_S
+        if self._base is None or fresh:
             if self._base is not None:
                 self.restarts += 1
             self._base, self._offset, self._since = at, 0.0, 0.0
             self._least.clear()
-        assert self._base is not None
-        lateness = at - self._base
-        while self._least and self._least[-1][1] >= lateness:
-            self._least.pop()
-        self._least.append((self._since, lateness))
-        while self._least[0][0] < self._since - _WINDOW_S:
-            self._least.popleft()
-        if self._since < _SETTLE_S:
-            self._offset = self._least[0][1] if self._since >= _WINDOW_S / 2 else min(self._offset, lateness)
+            lateness = least = self._count(0.0)
+        if self.settling:
+            self._offset = least if self._since >= _WINDOW_S / 2 else min(self._offset, lateness)
         else:
-            error = self._least[0][1] - self._offset
+            error = least - self._offset
             if abs(error) > _DEAD_BAND_S:
                 step = _SLEW * duration
                 self._offset += max(-step, min(step, error))
@@ -115,6 +119,15 @@ class StreamClock:
         self._base += duration
         self._since += duration
         return placed, fresh
+
+    def _count(self, lateness: float) -> float:
+        """Counts this chunk's lateness into the window; the least lateness over it."""
+        while self._least and self._least[-1][1] >= lateness:
+            self._least.pop()
+        self._least.append((self._since, lateness))
+        while self._least[0][0] < self._since - _WINDOW_S:
+            self._least.popleft()
+        return self._least[0][1]
 
     @property
     def settling(self) -> bool:
@@ -156,14 +169,15 @@ class FarEnd:
     def _index(self, at: float) -> int:
         return round((at - self._origin) * SAMPLE_RATE)
 
-    def write(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float) -> None:
-        """The speaker's PCM (16-bit mono at sample_rate) whose first sample plays at `at` seconds."""
+    def write(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float, *, gap: bool = False) -> None:
+        """The speaker's PCM (16-bit mono at sample_rate) whose first sample plays at `at` seconds; gap:
+        the output ran dry before it."""
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, not {sample_rate}")
         if not self._started:
             self._started = True
             self._origin = at
-        placed, fresh = self._clock.place(at, len(pcm) / sample_rate)
+        placed, fresh = self._clock.place(at, len(pcm) / sample_rate, gap=gap)
         if fresh or sample_rate != self._rate:
             # The quick (cubic) quality keeps no samples back, so what is written is where it belongs
             # at once; the canceller models the room, and the last bits of fidelity do not matter to it.
@@ -247,14 +261,16 @@ class EchoCanceller:
         self.last_reference = np.zeros(0, dtype=np.int16)
         """The speaker's samples given to AEC3 with the last mic frame (what a recording of a run keeps)."""
 
-    def reference(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float) -> None:
-        """The speaker's output: 16-bit mono PCM at sample_rate whose first sample plays at `at` seconds."""
-        self.far.write(pcm, sample_rate, at)
+    def reference(self, pcm: npt.NDArray[np.int16], sample_rate: int, at: float, *, gap: bool = False) -> None:
+        """The speaker's output: 16-bit mono PCM at sample_rate whose first sample plays at `at` seconds;
+        gap: the output ran dry before it (PortAudio's output_underflow)."""
+        self.far.write(pcm, sample_rate, at, gap=gap)
 
-    def process(self, frame: bytes, at: float) -> bytes:
-        """A mic frame (16 kHz 16-bit mono) captured from `at` seconds, with the speaker's echo taken out."""
+    def process(self, frame: bytes, at: float, *, gap: bool = False) -> bytes:
+        """A mic frame (16 kHz 16-bit mono) captured from `at` seconds, with the speaker's echo taken out;
+        gap: mic audio was lost before it (an overflow, or frames dropped on the way)."""
         near = np.frombuffer(frame, dtype="<i2")
-        at, _ = self._mic_clock.place(at, len(near) / SAMPLE_RATE)
+        at, _ = self._mic_clock.place(at, len(near) / SAMPLE_RATE, gap=gap)
         far = self.far.read(at, len(near))
         out = np.asarray(self._processor.process(near, far), dtype="<i2")
         self.last_reference = far

@@ -132,7 +132,7 @@ def run(
     reply_plays_at: list[float] = []
     mic_stamps: list[float] = []
 
-    def on_output(out: np.ndarray, frames: int, timing: Any, _status: Any) -> None:
+    def on_output(out: np.ndarray, frames: int, timing: Any, status: Any) -> None:
         nonlocal played
         chunk = played_out[played : played + frames]
         out[: len(chunk), 0] = chunk
@@ -143,15 +143,16 @@ def run(
         played += len(chunk)
         with lock:
             if canceller is not None:
-                canceller.reference(out[:, 0], tts.sample_rate, plays_at)
+                canceller.reference(out[:, 0], tts.sample_rate, plays_at, gap=bool(status.output_underflow))
             gate.reference(out[:, 0], tts.sample_rate, plays_at)
 
-    def on_input(data: Any, _frames: int, timing: Any, _status: Any) -> None:
+    def on_input(data: Any, _frames: int, timing: Any, status: Any) -> None:
         captured_at = time.monotonic() - _stamp_gap(timing.currentTime, timing.inputBufferAdcTime)
         frame = bytes(data)
         mic_stamps.append(captured_at)
         with lock:
-            after_aec = frame if canceller is None else canceller.process(frame, captured_at)
+            gap = bool(status.input_overflow)
+            after_aec = frame if canceller is None else canceller.process(frame, captured_at, gap=gap)
             if canceller is not None:
                 references.append(canceller.last_reference)
             # As the box's microphone loop does: the gate stands behind the canceller while it converges.

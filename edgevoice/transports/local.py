@@ -105,33 +105,20 @@ async def run_mic(
     if skills is not None:
         skills.box.ringer.join(skills.conversation_id, session)
         skills.box.ringer.set_speaker(session)
-    canceller = EchoCanceller() if engines.config.vad.echo_canceller else None
-    gate = echo_gate or EchoGate()
-    # The canceller and the gate are sans-I/O and see the speaker's audio from PortAudio's output thread
-    # and the mic's on the event loop: one lock, held for well under a millisecond each time.
-    gate_lock = threading.Lock()
+    echo = _EchoPath(EchoCanceller() if engines.config.vad.echo_canceller else None, echo_gate or EchoGate())
     loop = asyncio.get_running_loop()
-    frames: DropOldestQueue[tuple[bytes, float]] = DropOldestQueue(MIC_QUEUE_FRAMES)
-
-    xruns = _Xruns()
+    frames: DropOldestQueue[tuple[bytes, float, bool]] = DropOldestQueue(MIC_QUEUE_FRAMES)
 
     def on_input(data: Any, _frames: int, timing: Any, status: Any) -> None:
-        if status.input_overflow:
-            xruns.mic_overflows += 1
         # Stamped with when the frame's first sample met the mic, on the clock the speaker's
-        # audio is stamped with below, so the gate can line the echo up with its cause.
+        # audio is stamped with below, so the canceller can line the echo up with its cause.
         captured_at = time.monotonic() - _latency(timing.currentTime, timing.inputBufferAdcTime)
-        loop.call_soon_threadsafe(frames.put, (bytes(data), captured_at))
+        loop.call_soon_threadsafe(frames.put, (bytes(data), captured_at, bool(status.input_overflow)))
 
     def on_output(out: np.ndarray, _frames: int, timing: Any, status: Any) -> None:
-        if status.output_underflow:
-            xruns.speaker_underflows += 1
         speaker.fill(out)
         plays_at = time.monotonic() + _latency(timing.outputBufferDacTime, timing.currentTime)
-        with gate_lock:
-            if canceller is not None:
-                canceller.reference(out[:, 0], speaker.sample_rate, plays_at)
-            gate.reference(out[:, 0], speaker.sample_rate, plays_at)
+        echo.speaker(out[:, 0], speaker.sample_rate, plays_at, ran_dry=bool(status.output_underflow))
 
     blocksize = SAMPLE_RATE * engines.config.vad.frame_ms // 1000
     try:
@@ -143,54 +130,72 @@ async def run_mic(
         ):
             if ready is not None:
                 ready.set()
+            dropped = 0
             while True:
-                frame, captured_at = await frames.get()
-                with gate_lock:
-                    if canceller is not None:
-                        frame = canceller.process(frame, captured_at)
-                    if canceller is None or canceller.converging:
-                        frame = gate.process(frame, captured_at)
-                session.feed(frame)
-                xruns.report(canceller)
+                frame, captured_at, overflowed = await frames.get()
+                # Frames lost before this one, on the device or in the queue: the mic's stream broke.
+                gap, dropped = overflowed or frames.dropped != dropped, frames.dropped
+                session.feed(echo.mic(frame, captured_at, gap=gap))
     finally:
         if skills is not None:
             skills.box.ringer.set_speaker(None)
             skills.box.ringer.leave(skills.conversation_id, session)
         await session.close()
-        _log_echo_handling(frames.dropped, gate, canceller)
+        echo.log_summary(frames.dropped)
 
 
-def _log_echo_handling(dropped: int, gate: EchoGate, canceller: EchoCanceller | None) -> None:
-    if dropped:
-        _log.warning("dropped %d microphone frames the pipeline could not keep up with", dropped)
-    _log.info(
-        "echo gate: silenced %d of %d microphone frames heard while the speaker played; "
-        "coupling %.3f; the loudest silenced frame was %.2f of its threshold",
-        gate.gated_frames,
-        gate.frames_while_speaking,
-        gate.coupling,
-        gate.closest_call,
-    )
-    if canceller is not None and canceller.erle_db is not None:
-        _log.info("echo canceller: %.1f dB taken out while the speaker played", canceller.erle_db)
+class _EchoPath:
+    """The echo canceller and the echo gate between PortAudio's threads and the event loop. Both are
+    sans-I/O; the speaker's audio reaches them from the output thread and the mic's on the event loop,
+    so one lock guards them, held for well under a millisecond each time. It also counts the devices'
+    xruns (each breaks a stream's samples, and so the echo's delay) and logs each new one once."""
 
-
-class _Xruns:
-    """What the sound devices lost: counted on PortAudio's threads, logged from the event loop (each new
-    one once, with the canceller's view of it), as a speaker that runs dry shifts the echo's delay."""
-
-    def __init__(self) -> None:
+    def __init__(self, canceller: EchoCanceller | None, gate: EchoGate) -> None:
+        self.canceller = canceller
+        self.gate = gate
+        self._lock = threading.Lock()
         self.speaker_underflows = 0
         self.mic_overflows = 0
         self._logged = (0, 0)
 
-    def report(self, canceller: EchoCanceller | None) -> None:
-        now = (self.speaker_underflows, self.mic_overflows)
-        if now == self._logged:
-            return
-        self._logged = now
-        restarts = "" if canceller is None else f"; the speaker's stream restarted {canceller.restarts} times"
-        _log.info("sound device xruns: the speaker ran dry %d times, the mic overflowed %d times%s", *now, restarts)
+    def speaker(self, pcm: np.ndarray, sample_rate: int, plays_at: float, *, ran_dry: bool) -> None:
+        """What the speaker plays from plays_at (on PortAudio's output thread)."""
+        with self._lock:
+            self.speaker_underflows += ran_dry
+            if self.canceller is not None:
+                self.canceller.reference(pcm, sample_rate, plays_at, gap=ran_dry)
+            self.gate.reference(pcm, sample_rate, plays_at)
+
+    def mic(self, frame: bytes, captured_at: float, *, gap: bool) -> bytes:
+        """A mic frame captured from captured_at with the echo taken out (on the event loop)."""
+        with self._lock:
+            self.mic_overflows += gap
+            if self.canceller is not None:
+                frame = self.canceller.process(frame, captured_at, gap=gap)
+            if self.canceller is None or self.canceller.converging:
+                frame = self.gate.process(frame, captured_at)
+            now = (self.speaker_underflows, self.mic_overflows)
+        if now != self._logged:
+            self._logged = now
+            restarts = (
+                "" if self.canceller is None else f"; the speaker's stream restarted {self.canceller.restarts} times"
+            )
+            _log.info("sound device xruns: the speaker ran dry %d times, the mic lost audio %d times%s", *now, restarts)
+        return frame
+
+    def log_summary(self, dropped: int) -> None:
+        if dropped:
+            _log.warning("dropped %d microphone frames the pipeline could not keep up with", dropped)
+        _log.info(
+            "echo gate: silenced %d of %d microphone frames heard while the speaker played; "
+            "coupling %.3f; the loudest silenced frame was %.2f of its threshold",
+            self.gate.gated_frames,
+            self.gate.frames_while_speaking,
+            self.gate.coupling,
+            self.gate.closest_call,
+        )
+        if self.canceller is not None and self.canceller.erle_db is not None:
+            _log.info("echo canceller: %.1f dB taken out while the speaker played", self.canceller.erle_db)
 
 
 def _print_turn(event: Event) -> None:

@@ -102,6 +102,29 @@ def test_a_restart_is_taken_as_stamped_and_settles_anew() -> None:
     assert clock.settling
 
 
+def test_a_gap_the_device_reports_starts_the_stream_anew() -> None:
+    clock = StreamClock(restart_s=0.2)
+    for k in range(100):
+        clock.place(0.02 * k, 0.02)
+    # An underrun: the output ran dry for 30 ms, and PortAudio said so with the next chunk.
+    placed, fresh = clock.place(2.03, 0.02, gap=True)
+    assert (placed, fresh, clock.restarts, clock.settling) == (2.03, True, 1, True)
+
+
+def test_a_settled_stream_whose_stamps_moved_starts_anew() -> None:
+    # Later by 30 ms from 3 s on, every chunk (a device that recovered from an xrun and did not say so):
+    # within a second the clock starts anew where the stamps are, and follows them.
+    clock = StreamClock(restart_s=0.2)
+    stamps = [0.02 * k + (0.03 if k >= 150 else 0.0) for k in range(300)]
+    placed = [clock.place(at, 0.02)[0] for at in stamps]
+    assert clock.restarts == 1
+    assert placed[-50:] == pytest.approx(stamps[-50:], abs=1e-9)
+    # One stamp 30 ms early is one too many for jitter (callbacks run late, never early): at once.
+    _, fresh = clock.place(0.02 * 300, 0.02)
+    assert fresh
+    assert clock.restarts == 2
+
+
 def test_the_canceller_is_trusted_once_the_pairing_settled_and_again_after_a_restart() -> None:
     canceller = EchoCanceller(AecSettings(converge_s=0.8))
     speech = to_pcm16(resample(trim(read_audio(BUNDLED)), SAMPLE_RATE, SPEAKER_RATE))
