@@ -271,12 +271,24 @@ def _token(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` writes every thread's stack to stderr (the journal under systemd): what a process
+    that will not stop, or has stopped answering, is waiting on. Needs a real file: where sys.stderr is
+    not one (main() called in-process under a capturing test runner), the process's own stderr."""
+    for stream in (sys.stderr, sys.__stderr__):
+        if stream is None:
+            continue
+        try:
+            faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both OSError and ValueError
+            continue
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    # `kill -USR1 PID` writes every thread's stack to stderr (the journal under systemd): what a process
-    # that will not stop, or has stopped answering, is waiting on.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _stacks_on_sigusr1()
     try:
         if args.command == "models" and args.models_command == "use" and args.name is not None:
             return _models_use(args.config, args.name)
