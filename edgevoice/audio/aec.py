@@ -250,10 +250,9 @@ class EchoCanceller:
             stream_delay_ms=self.settings.lead_ms,
         )
         self.frames = 0
-        self.far_frames_s = 0.0
-        """Seconds of mic frames processed while the speaker played."""
         self.aligned_far_s = 0.0
-        """The same since both streams' clocks last settled: what AEC3 has had to converge on their pairing."""
+        """Seconds of mic frames processed while the speaker played, since both streams' clocks last
+        settled: what AEC3 has had to converge on their pairing."""
         self.mic_energy = 0.0
         """Sum of squares of the mic frames processed while a reference played (for ERLE)."""
         self.out_energy = 0.0
@@ -275,12 +274,12 @@ class EchoCanceller:
         out = np.asarray(self._processor.process(near, far), dtype="<i2")
         self.last_reference = far
         self.frames += 1
+        playing = bool(far.any())
         if self._mic_clock.settling or self.far.settling:
             self.aligned_far_s = 0.0
-        elif far.any():
+        elif playing:
             self.aligned_far_s += len(near) / SAMPLE_RATE
-        if far.any():
-            self.far_frames_s += len(near) / SAMPLE_RATE
+        if playing:
             self.mic_energy += float(np.dot(near.astype(np.float64), near))
             self.out_energy += float(np.dot(out.astype(np.float64), out))
         return out.tobytes()

@@ -18,7 +18,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ import soundfile
 
 from edgevoice.audio.aec import EchoCanceller
 from edgevoice.audio.echo_gate import EchoGate
+from edgevoice.audio.echo_path import EchoPath
 from edgevoice.audio.pcm import SAMPLE_RATE, from_pcm16, read_audio, resample, to_pcm16
 from edgevoice.audio.portaudio import load_sounddevice
 from edgevoice.audio.vad import Endpointer, SpeechEnded, SpeechStarted
@@ -122,7 +122,8 @@ def run(
     # The box listens a while before it answers: both streams have settled by the time it speaks.
     played_out = np.concatenate([np.zeros(int(LISTEN_FIRST_S * tts.sample_rate), dtype=np.int16), reply])
     canceller = EchoCanceller() if cancel else None
-    gate, lock = EchoGate(), threading.Lock()
+    # What the box's microphone loop uses: the gate stands behind the canceller while it converges.
+    echo = EchoPath(canceller, EchoGate())
     mic: list[npt.NDArray[np.int16]] = []
     cancelled: list[npt.NDArray[np.int16]] = []
     cleaned: list[npt.NDArray[np.int16]] = []
@@ -141,24 +142,17 @@ def run(
         if played <= reply_from < played + frames:
             reply_plays_at.append(plays_at + (reply_from - played) / tts.sample_rate)
         played += len(chunk)
-        with lock:
-            if canceller is not None:
-                canceller.reference(out[:, 0], tts.sample_rate, plays_at, gap=bool(status.output_underflow))
-            gate.reference(out[:, 0], tts.sample_rate, plays_at)
+        echo.speaker(out[:, 0], tts.sample_rate, plays_at, ran_dry=bool(status.output_underflow))
 
     def on_input(data: Any, _frames: int, timing: Any, status: Any) -> None:
         captured_at = time.monotonic() - _stamp_gap(timing.currentTime, timing.inputBufferAdcTime)
         frame = bytes(data)
         mic_stamps.append(captured_at)
-        with lock:
-            gap = bool(status.input_overflow)
-            after_aec = frame if canceller is None else canceller.process(frame, captured_at, gap=gap)
-            if canceller is not None:
-                references.append(canceller.last_reference)
-            # As the box's microphone loop does: the gate stands behind the canceller while it converges.
-            out = gate.process(after_aec, captured_at) if canceller is None or canceller.converging else after_aec
+        out = echo.mic(frame, captured_at, gap=bool(status.input_overflow))
+        if canceller is not None:
+            references.append(canceller.last_reference)
         mic.append(np.frombuffer(frame, dtype="<i2").copy())
-        cancelled.append(np.frombuffer(after_aec, dtype="<i2").copy())
+        cancelled.append(np.frombuffer(echo.cancelled, dtype="<i2").copy())
         cleaned.append(np.frombuffer(out, dtype="<i2").copy())
 
     blocksize = SAMPLE_RATE * FRAME_MS // 1000
@@ -178,7 +172,9 @@ def run(
         for name, frames in recordings.items():
             if frames:
                 soundfile.write(str(save / f"{name}.wav"), np.concatenate(frames), SAMPLE_RATE, subtype="PCM_16")
-    report = EchoReport(reply_s=len(reply) / tts.sample_rate, gate_passed_while_speaking=gate.passed_while_speaking)
+    report = EchoReport(
+        reply_s=len(reply) / tts.sample_rate, gate_passed_while_speaking=echo.gate.passed_while_speaking
+    )
     # Where the reply is in the mic: found by its waveform, which needs no trust in the stamps.
     reply_16k = to_pcm16(resample(from_pcm16(reply), tts.sample_rate, SAMPLE_RATE)).astype(np.float64)
     start = _locate(reply_16k, raw.astype(np.float64))

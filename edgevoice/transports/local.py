@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,7 @@ from edgevoice.announcements import ANNOUNCEMENT_TURNS
 from edgevoice.audio.aec import EchoCanceller
 from edgevoice.audio.buffers import DropOldestQueue, PlaybackBuffer
 from edgevoice.audio.echo_gate import EchoGate
+from edgevoice.audio.echo_path import EchoPath
 from edgevoice.audio.pcm import SAMPLE_RATE
 from edgevoice.audio.portaudio import check_device, load_sounddevice
 from edgevoice.config import Config
@@ -105,7 +105,7 @@ async def run_mic(
     if skills is not None:
         skills.box.ringer.join(skills.conversation_id, session)
         skills.box.ringer.set_speaker(session)
-    echo = _EchoPath(EchoCanceller() if engines.config.vad.echo_canceller else None, echo_gate or EchoGate())
+    echo = EchoPath(EchoCanceller() if engines.config.vad.echo_canceller else None, echo_gate or EchoGate())
     loop = asyncio.get_running_loop()
     frames: DropOldestQueue[tuple[bytes, float, bool]] = DropOldestQueue(MIC_QUEUE_FRAMES)
 
@@ -142,60 +142,6 @@ async def run_mic(
             skills.box.ringer.leave(skills.conversation_id, session)
         await session.close()
         echo.log_summary(frames.dropped)
-
-
-class _EchoPath:
-    """The echo canceller and the echo gate between PortAudio's threads and the event loop. Both are
-    sans-I/O; the speaker's audio reaches them from the output thread and the mic's on the event loop,
-    so one lock guards them, held for well under a millisecond each time. It also counts the devices'
-    xruns (each breaks a stream's samples, and so the echo's delay) and logs each new one once."""
-
-    def __init__(self, canceller: EchoCanceller | None, gate: EchoGate) -> None:
-        self.canceller = canceller
-        self.gate = gate
-        self._lock = threading.Lock()
-        self.speaker_underflows = 0
-        self.mic_overflows = 0
-        self._logged = (0, 0)
-
-    def speaker(self, pcm: np.ndarray, sample_rate: int, plays_at: float, *, ran_dry: bool) -> None:
-        """What the speaker plays from plays_at (on PortAudio's output thread)."""
-        with self._lock:
-            self.speaker_underflows += ran_dry
-            if self.canceller is not None:
-                self.canceller.reference(pcm, sample_rate, plays_at, gap=ran_dry)
-            self.gate.reference(pcm, sample_rate, plays_at)
-
-    def mic(self, frame: bytes, captured_at: float, *, gap: bool) -> bytes:
-        """A mic frame captured from captured_at with the echo taken out (on the event loop)."""
-        with self._lock:
-            self.mic_overflows += gap
-            if self.canceller is not None:
-                frame = self.canceller.process(frame, captured_at, gap=gap)
-            if self.canceller is None or self.canceller.converging:
-                frame = self.gate.process(frame, captured_at)
-            now = (self.speaker_underflows, self.mic_overflows)
-        if now != self._logged:
-            self._logged = now
-            restarts = (
-                "" if self.canceller is None else f"; the speaker's stream restarted {self.canceller.restarts} times"
-            )
-            _log.info("sound device xruns: the speaker ran dry %d times, the mic lost audio %d times%s", *now, restarts)
-        return frame
-
-    def log_summary(self, dropped: int) -> None:
-        if dropped:
-            _log.warning("dropped %d microphone frames the pipeline could not keep up with", dropped)
-        _log.info(
-            "echo gate: silenced %d of %d microphone frames heard while the speaker played; "
-            "coupling %.3f; the loudest silenced frame was %.2f of its threshold",
-            self.gate.gated_frames,
-            self.gate.frames_while_speaking,
-            self.gate.coupling,
-            self.gate.closest_call,
-        )
-        if self.canceller is not None and self.canceller.erle_db is not None:
-            _log.info("echo canceller: %.1f dB taken out while the speaker played", self.canceller.erle_db)
 
 
 def _print_turn(event: Event) -> None:
