@@ -158,6 +158,7 @@ class VoiceSession:
     def feed(self, pcm: bytes) -> None:
         """Take input audio (16 kHz, 16-bit mono, any length). Never blocks."""
         self._arrivals.fed(pcm, time.monotonic())
+        self._turns.engines_free(not self._engines.serving_turns)
         self._carry_out(self._turns.feed(pcm))
 
     async def finish(self) -> None:
@@ -260,6 +261,8 @@ class VoiceSession:
             return
         if text and self._speaking == heard.turn:
             self._emit(PartialTranscript(heard.turn, text))
+            # The model reads the words so far while the person speaks on: their turn pays for the rest.
+            self._engines.prepare(self.conversation.history_messages(), self.conversation.key, heard=text)
 
     def _stop_partial(self) -> None:
         if self._partial is not None:

@@ -4,7 +4,8 @@ The endpointer finds the user's turns in the input audio; this decides what to d
 and the session carries the decisions out (it runs the turns, holds and releases what they say).
 Time is the input stream's, in ms: nothing here reads a clock.
 
-A turn starts early, on the endpointer's pause (vad.speculate_ms of silence): its work runs while
+A turn starts early, on the endpointer's pause (vad.speculate_ms of silence, or
+vad.speculate_idle_ms while the engines have no turn's work: engines_free()): its work runs while
 the rest of the hangover passes, with everything it says held back. When the turn really ends,
 that work is confirmed (what it held is heard at once, and the rest live); when the speaker goes
 on instead, it is discarded, unheard.
@@ -199,6 +200,13 @@ class TurnTaking:
     def responding(self) -> bool:
         """Whether the assistant is answering: a turn's work runs, or its audio is still playing."""
         return self._running is not None or self.now_ms < self._playing_until_ms
+
+    def engines_free(self, free: bool) -> None:
+        """Whether the engines have no turn's work now: a pause then starts work after
+        vad.speculate_idle_ms (nothing waits that it could delay), else after vad.speculate_ms."""
+        config = self._config
+        sooner = free and config.speculate_idle_ms > 0 and config.speculate_ms > 0
+        self._endpointer.speculate_ms = config.speculate_idle_ms if sooner else config.speculate_ms
 
     @property
     def waiting(self) -> bool:

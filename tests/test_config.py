@@ -165,6 +165,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ("", {"EDGEVOICE_VAD_HANGOVER_MS": "long"}, "EDGEVOICE_VAD_HANGOVER_MS must be a number, not 'long'"),
         ("vad = 3\n", {}, "[vad] must be a table"),
         ("[vad]\nframe_ms = 25\n", {}, "vad.frame_ms must be 10, 20 or 30"),
+        ("[vad]\nspeculate_idle_ms = -20\n", {}, "vad.speculate_idle_ms must be 0 (off) or more"),
         ("", {"EDGEVOICE_VAD_FRAME_MS": "25"}, "vad.frame_ms must be 10, 20 or 30"),
         ("[vad]\naggressiveness = 4\n", {}, "vad.aggressiveness must be 0 to 3"),
         ("[vad]\nhangover_ms = 10\n", {}, "vad.hangover_ms must be at least one frame"),

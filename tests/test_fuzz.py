@@ -504,6 +504,7 @@ class StandInEngines:
         self.config = config
         self.tts = types.SimpleNamespace(sample_rate=22_050)
         self.stt_idle = True
+        self.serving_turns = False
 
     def expected_wait_s(self, _claim: object) -> float:
         return 0.0
@@ -528,7 +529,7 @@ class StandInEngines:
             await asyncio.sleep(0)
             yield np.zeros(441, dtype=np.int16)
 
-    def prepare(self, _messages: Sequence[Message], _key: object = None) -> None:
+    def prepare(self, _messages: Sequence[Message], _key: object = None, heard: str = "") -> None:
         pass
 
 

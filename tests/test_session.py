@@ -272,3 +272,7 @@ async def test_a_long_turn_shows_what_was_heard_so_far_before_it_ends(
     (_, done), *_ = listener.events(TurnDone)
     assert isinstance(done, TurnDone)
     assert "egg" in done.transcript.lower()
+    # The model read the words heard so far while the person spoke: the turn read fewer than its own words.
+    words = len(engines.llm._llama.tokenize(done.transcript.encode(), add_bos=False))  # type: ignore[attr-defined]
+    assert done.timings.evaluated_prompt_tokens is not None
+    assert done.timings.evaluated_prompt_tokens < words, (partials, done.transcript)

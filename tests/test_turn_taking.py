@@ -95,6 +95,42 @@ def test_a_pause_starts_the_work_early() -> None:
     assert not turns.responding, "work started early is not heard: nothing to interrupt yet"
 
 
+def test_a_pause_starts_the_work_sooner_while_the_engines_are_free_on_the_same_audio() -> None:
+    """speculate_idle_ms while no engine has a turn's work, speculate_ms otherwise; either pause hands
+    the work the same audio, so what is heard (and so where turns end) does not depend on the load."""
+    loud = b"\xe8\x03" * (16 * 500)  # voiced: a byte above 1
+
+    def quiet(ms: int) -> bytes:
+        return b"\x01\x00" * (16 * ms)  # heard, not voiced: room noise, not digital silence
+
+    assert CONFIG.speculate_idle_ms < CONFIG.speculate_ms
+    starts: list[StartEarly] = []
+    for free in (True, False):
+        turns = TurnTaking(CONFIG, is_speech=lambda frame: max(frame) > 1)
+        turns.engines_free(free)
+        assert turns.feed(loud) == [UserSpeaking(1, 0)]
+        waited = 0
+        while not (decisions := turns.feed(quiet(CONFIG.frame_ms))):
+            waited += CONFIG.frame_ms
+        (early,) = decisions
+        assert isinstance(early, StartEarly)
+        assert waited + CONFIG.frame_ms == (CONFIG.speculate_idle_ms if free else CONFIG.speculate_ms)
+        starts.append(early)
+    sooner, later = starts
+    heard = CONFIG.speculate_idle_ms  # of the pause, as heard; the rest of TAIL_MS is digital silence
+    assert sooner.pcm == later.pcm == loud + quiet(heard) + silence(TAIL_MS - heard)
+    assert (sooner.start_ms, sooner.end_ms) == (later.start_ms, later.end_ms) == (0, 500)
+
+
+def test_without_speculate_idle_ms_a_pause_waits_speculate_ms_however_free() -> None:
+    turns = turn_taking(dataclasses.replace(CONFIG, speculate_idle_ms=0))
+    turns.engines_free(True)
+    assert turns.feed(voice(500)) == [UserSpeaking(1, 0)]
+    assert turns.feed(silence(CONFIG.speculate_ms - 20)) == []
+    (early,) = turns.feed(silence(20))
+    assert isinstance(early, StartEarly)
+
+
 def test_the_pause_confirmed_as_the_end_after_the_hangover() -> None:
     turns = turn_taking()
     early = started_early(turns)

@@ -6,9 +6,11 @@ be speech), SPEECH (a turn in progress, ended by hangover_ms of silence or max_u
 
 Within SPEECH, speculate_ms of silence gives SpeechPaused: the turn will probably end, and work
 on it can start while the rest of the hangover runs. If no voice comes back, SpeechEnded follows
-with the same start_ms and end_ms (and the same pcm when speculate_ms >= TAIL_MS; after a shorter
-pause the last of the trailing silence is digital silence); voice that does come back first gives
-SpeechResumed.
+with the same start_ms and end_ms (its pcm holds up to TAIL_MS of the silence as heard; the pause's
+holds the silence of the shortest pause that may be taken, speculate_idle_ms or speculate_ms, and
+digital silence after it, so it is the same audio whichever was taken); voice that does come back
+first gives SpeechResumed. The owner may change speculate_ms as it goes (speculate_idle_ms while
+the box has nothing else to do).
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ class Endpointer:
         """hangover_ms: the silence that ends a turn, if not config.hangover_ms."""
         self._config = config
         self._hangover_ms = config.hangover_ms if hangover_ms is None else hangover_ms
+        self.speculate_ms = config.speculate_ms
+        """The silence that gives SpeechPaused; 0: none."""
+        shortest = min((ms for ms in (config.speculate_ms, config.speculate_idle_ms) if ms > 0), default=0)
+        self._pause_tail_frames = max(1, -(-shortest // config.frame_ms))
+        """Frames of the heard silence a SpeechPaused's pcm keeps, whichever pause was taken."""
         self._is_speech = is_speech or speech_detector(config)
         self._frame_bytes = SAMPLE_RATE * config.frame_ms // 1000 * _BYTES_PER_SAMPLE
         self._pending = bytearray()
@@ -195,26 +202,27 @@ class Endpointer:
             return [*events, self._end(truncated=False)]
         if (index - self._start_frame + 1) * cfg.frame_ms >= cfg.max_utterance_ms:
             return [*events, self._end(truncated=True)]
-        if 0 < cfg.speculate_ms <= silent_ms < self._hangover_ms and not self._paused:
+        if 0 < self.speculate_ms <= silent_ms < self._hangover_ms and not self._paused:
             self._paused = True
             events.append(
                 SpeechPaused(
                     start_ms=self._start_frame * cfg.frame_ms,
                     end_ms=(self._last_voiced_frame + 1) * cfg.frame_ms,
                     decided_ms=self.now_ms,
-                    pcm=self._trimmed_pcm(),
+                    pcm=self._trimmed_pcm(self._pause_tail_frames),
                 )
             )
         return events
 
-    def _trimmed_pcm(self) -> bytes:
+    def _trimmed_pcm(self, heard_frames: int | None = None) -> bytes:
         """The utterance and TAIL_MS of silence after it: whisper ends words better with some room.
 
-        The silence heard so far is kept up to TAIL_MS; a shorter pause (an early start) is made up
-        to TAIL_MS with digital silence, so the audio does not stop in the middle of a word's decay.
+        The silence heard so far is kept up to TAIL_MS (or heard_frames); a shorter pause (an early
+        start) is made up to TAIL_MS with digital silence, so the audio does not stop in the middle
+        of a word's decay.
         """
         frames = max(1, TAIL_MS // self._config.frame_ms)
-        tail = min(self._silent_run, frames)
+        tail = min(self._silent_run, frames if heard_frames is None else min(frames, heard_frames))
         kept = self._utterance[: len(self._utterance) - self._silent_run + tail]
         pad = frames - tail if self._silent_run else 0  # cut mid-word (max_utterance_ms, flush): as heard
         return b"".join(kept) + bytes(self._frame_bytes * pad)

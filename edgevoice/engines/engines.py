@@ -48,6 +48,10 @@ class Engines:
         """First words being voiced now (one per turn at most; turns of several clients may overlap)."""
         self._hearing = _Hold()
         """Held while a turn someone waits for is transcribed: replies already playing wait meanwhile."""
+        self._reading_ahead = threading.Lock()
+        """Held by each batch the model reads ahead, and by each transcription: the two never compute
+        at once. Beside each other, both engines' threads would spin at each other's
+        barriers on the same cores, and the transcription would take several times as long."""
 
     def _all_idle(self) -> None:
         """Called by each engine thread as its queue empties. Once no engine has work left, the memory
@@ -108,6 +112,11 @@ class Engines:
         """Whether speech-to-text has nothing running or waiting: time to spare for work that may wait."""
         return not self.stt_worker.busy and not self.stt_worker.waiting
 
+    @property
+    def serving_turns(self) -> bool:
+        """Whether any engine runs or queues work for a turn (not background work)."""
+        return any(worker.serving_turns for worker in (self.stt_worker, self.llm_worker, self.tts_worker))
+
     def expected_wait_s(self, claim: Claim) -> float:
         """About how long a turn with this claim would wait to start: for speech-to-text, its first
         engine. (The model's and the voice's jobs are streams paced by their listeners: their length
@@ -117,11 +126,12 @@ class Engines:
     async def transcribe(self, samples: Samples, claim: Claim | None = None) -> str:
         """The words in samples. For a turn someone waits for (not a partial transcript), the later
         pieces of other replies, already playing, wait while it is transcribed (see _LaterWork)."""
-        stt, hearing = self.stt, self._hearing
+        stt, hearing, reading_ahead = self.stt, self._hearing, self._reading_ahead
         urgent = claim is not None and claim.rank is not Rank.BACKGROUND
 
         def job(token: CancelToken) -> str:
-            with hearing if urgent else contextlib.nullcontext():
+            # A batch the model reads ahead finishes first, and no other starts meanwhile.
+            with hearing if urgent else contextlib.nullcontext(), reading_ahead:
                 return stt.transcribe(samples, token)
 
         return await self.stt_worker.run_cancellable(job, claim)
@@ -157,15 +167,21 @@ class Engines:
 
         return self.llm_worker.stream(produce, claim=claim)
 
-    def prepare(self, messages: Sequence[Message], key: Hashable | None = None) -> None:
+    def prepare(self, messages: Sequence[Message], key: Hashable | None = None, heard: str = "") -> None:
         """Let the language model read the start of the next turn's prompt while it has nothing else
-        to do; it gives way as soon as a turn needs it. Best effort: a busy engine skips it."""
+        to do: it gives way as soon as a turn needs it, and never computes beside a transcription.
+        Best effort: a busy engine skips it. heard: the user's words so far (a partial transcript),
+        read ahead too."""
         llm, worker = self._llm, self.llm_worker
         if llm is None:
             return
         claim = Claim(time.monotonic(), Rank.BACKGROUND)
+
+        def read_ahead() -> int:
+            return llm.prepare(messages, lambda: worker.waiting > 0, key, heard, self._reading_ahead)
+
         try:
-            pending = worker.submit(lambda: llm.prepare(messages, lambda: worker.waiting > 0, key), claim)
+            pending = worker.submit(read_ahead, claim)
         except EngineBusy:
             return
         pending.add_done_callback(_log_prepare_failure)

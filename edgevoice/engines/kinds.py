@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Protocol
 
@@ -42,8 +43,16 @@ class LanguageModel(Protocol):
         ...
 
     def prepare(
-        self, messages: Sequence[Message], should_stop: Callable[[], bool], key: Hashable | None = None
-    ) -> int: ...
+        self,
+        messages: Sequence[Message],
+        should_stop: Callable[[], bool],
+        key: Hashable | None = None,
+        heard: str = "",
+        exclusive: threading.Lock | None = None,
+    ) -> int:
+        """Read the start of the next turn's prompt ahead (heard: the user's words so far), holding
+        exclusive while it computes; the tokens read."""
+        ...
 
     def warm_up(self, system_prompt: str) -> None: ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from edgevoice.reply_text import ReplyCutter
 _log = logging.getLogger(__name__)
 _PREPARE_BATCH = 16
 """Tokens read per step when preparing a prompt ahead: about 50 ms here, the longest a turn waits for it."""
+_LOCK_POLL_S = 0.02
+"""How often reading ahead, waiting for a transcription to finish, asks whether a turn needs the model."""
 
 
 GiveWay = Callable[[Callable[[], None], Callable[[], None]], int]
@@ -67,6 +70,26 @@ class GenerationStats:
 
 _KV_TYPES = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "f16": llama_cpp.GGML_TYPE_F16}
 """llm.kv_cache's values as llama.cpp's types."""
+
+
+def _take(lock: threading.Lock | None, should_stop: Callable[[], bool]) -> bool:
+    """Hold lock (when there is one) unless should_stop() says so, before or while waiting for it."""
+    if lock is None:
+        return not should_stop()
+    while not lock.acquire(timeout=_LOCK_POLL_S):
+        if should_stop():
+            return False
+    if should_stop():
+        lock.release()
+        return False
+    return True
+
+
+def heard_words(heard: str) -> str:
+    """The start of a user message from a partial transcript, ready for the next word: without the
+    end the transcriber guessed (a full stop where the speaker only paused), and a space after."""
+    words = heard.strip().rstrip(".?!,;:… ").strip()
+    return f"{words} " if words else ""
 
 
 class LlamaLlm:
@@ -245,16 +268,28 @@ class LlamaLlm:
             return
         self.saved.put(key, self._snapshot())
 
-    def prepare(self, messages: Sequence[Message], should_stop: Callable[[], bool], key: Hashable | None = None) -> int:
+    def prepare(
+        self,
+        messages: Sequence[Message],
+        should_stop: Callable[[], bool],
+        key: Hashable | None = None,
+        heard: str = "",
+        exclusive: threading.Lock | None = None,
+    ) -> int:
         """Read the prompt that the next turn after messages will start with into the KV cache.
 
         messages end with the user's turn still to come: what every continuation of them shares
         (the system prompt, the history, the start of the user's message) is evaluated now, while
-        the box is idle, so that turn pays only for its own words. Stops between batches once
-        should_stop() says so (a turn is waiting for the model). Returns the tokens evaluated.
+        the box is idle, so that turn pays only for its own words. heard: the user's words so far
+        (a partial transcript), read too: the turn reuses as many of them as its transcript begins
+        with. Stops between batches once should_stop() says so (a turn is waiting for the model).
+        exclusive: held while each batch is read, so that work which must not share the cores with
+        it can wait for the batch instead; while another holds it, the batch waits, and gives up once
+        should_stop() says so. Returns the tokens evaluated.
         """
-        first, _ = self._format([*messages, Message("user", "a")])
-        second, _ = self._format([*messages, Message("user", "b")])
+        words = heard_words(heard)
+        first, _ = self._format([*messages, Message("user", words + "a")])
+        second, _ = self._format([*messages, Message("user", words + "b")])
         shared = first[: self._llama.longest_token_prefix(first, second)]
         if len(shared) + self._config.max_reply_tokens > self._config.context_tokens:
             return 0  # the turn itself will say why it cannot run
@@ -263,12 +298,16 @@ class LlamaLlm:
         cached, _ = self._load(key, shared)
         evaluated = 0
         for start in range(cached, len(shared), _PREPARE_BATCH):
-            if should_stop():
+            if not _take(exclusive, should_stop):
                 break
-            batch = shared[start : start + _PREPARE_BATCH]
-            self._llama.n_tokens = start  # keep the cached prefix, drop what followed it
-            self._llama.eval(batch)
-            evaluated += len(batch)
+            try:
+                batch = shared[start : start + _PREPARE_BATCH]
+                self._llama.n_tokens = start  # keep the cached prefix, drop what followed it
+                self._llama.eval(batch)
+                evaluated += len(batch)
+            finally:
+                if exclusive is not None:
+                    exclusive.release()
         if evaluated:
             self._save(key)
         return evaluated

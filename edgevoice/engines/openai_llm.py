@@ -12,6 +12,7 @@ import http.client
 import json
 import logging
 import ssl
+import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -192,7 +193,14 @@ class OpenAiLlm:
                 yield found
         token.check()
 
-    def prepare(self, messages: Sequence[Message], should_stop: Callable[[], bool], key: Hashable | None = None) -> int:
+    def prepare(
+        self,
+        messages: Sequence[Message],
+        should_stop: Callable[[], bool],
+        key: Hashable | None = None,
+        heard: str = "",
+        exclusive: threading.Lock | None = None,
+    ) -> int:
         """Nothing is read ahead here: the server keeps its own prompt cache. 0 tokens evaluated."""
         return 0
 

@@ -118,6 +118,10 @@ class Scheduler(Generic[J]):
         self._waiting.clear()
         return jobs
 
+    def turns_waiting(self) -> int:
+        """How many waiting jobs are for turns (confirmed or speculative), not background work."""
+        return sum(1 for entry in self._waiting if entry.claim.rank != Rank.BACKGROUND)
+
     def ahead_of(self, claim: Claim) -> int:
         """How many waiting jobs would run before a new job with this claim."""
         key = claim.key()

@@ -95,6 +95,13 @@ class EngineWorker:
             return len(self._queue)
 
     @property
+    def serving_turns(self) -> bool:
+        """Whether a turn's job (not background work) runs or waits here."""
+        with self._lock:
+            running = self._running is not None and self._running[1].rank != Rank.BACKGROUND
+            return running or self._queue.turns_waiting() > 0
+
+    @property
     def max_waiting(self) -> int:
         return self._queue.max_waiting
 

@@ -12,7 +12,7 @@ import pytest
 
 from edgevoice.config import Config
 from edgevoice.engines.engines import Engines
-from edgevoice.engines.llm import LlamaLlm, Message
+from edgevoice.engines.llm import LlamaLlm, Message, heard_words
 from edgevoice.engines.schedule import Claim
 from edgevoice.engines.worker import Cancelled, CancelToken
 from edgevoice.models.registry import Kind, resolve
@@ -89,6 +89,51 @@ def test_prepare_reads_the_next_prompt_ahead(engines: Engines) -> None:
     stats = llm.last_stats
     assert stats.evaluated_prompt_tokens <= 12  # the new user message and the template around it
     assert llm.prepare(slid, lambda: False) <= 1  # already there, nothing more to read
+
+
+def test_prepare_reads_the_words_heard_so_far(engines: Engines) -> None:
+    """A partial transcript read ahead leaves the turn only its last words to read, whatever end the
+    transcriber guessed for the words so far; words it got wrong are read again, not trusted."""
+    llm = engines.llm
+    history = [Message("system", engines.config.llm.system_prompt)]
+    question = [*history, Message("user", "How do I get a red wine stain out of a carpet?")]
+
+    def evaluated_after(heard: str) -> int:
+        llm._llama.reset()  # nothing of the question in the context from the turn before
+        llm.prepare(history, lambda: False, heard=heard)
+        _reply(engines, question)
+        return llm.last_stats.evaluated_prompt_tokens
+
+    whole = evaluated_after("")
+    assert evaluated_after("How do I get a red wine stain.") <= whole - 7
+    # Heard wrong after its first words: those are kept, the rest is read as the turn says it.
+    assert whole - 7 < evaluated_after("How do I get a red wind") < whole
+
+
+def test_prepare_waits_for_a_transcription_and_gives_up_once_a_turn_needs_the_model(engines: Engines) -> None:
+    """Reading ahead never computes beside a transcription (which holds the lock): it waits, and a turn
+    that needs the model meanwhile ends the wait; once the lock is free it reads, and leaves it free."""
+    llm = engines.llm
+    history = [Message("system", engines.config.llm.system_prompt), Message("user", "Name a colour.")]
+    history.append(Message("assistant", "Blue."))
+    transcribing = threading.Lock()
+    transcribing.acquire()
+    turn_waits = threading.Event()
+    threading.Timer(0.2, turn_waits.set).start()
+    llm._llama.reset()
+    assert llm.prepare(history, turn_waits.is_set, exclusive=transcribing) == 0
+    assert turn_waits.is_set()
+    transcribing.release()
+    assert llm.prepare(history, lambda: False, exclusive=transcribing) > 10
+    assert not transcribing.locked()
+
+
+@pytest.mark.parametrize(
+    ("heard", "words"),
+    [("", ""), ("  ", ""), ("What is the.", "What is the "), ("Set a timer for…", "Set a timer for "), ("Hi, ", "Hi ")],
+)
+def test_heard_words_drop_the_guessed_end(heard: str, words: str) -> None:
+    assert heard_words(heard) == words
 
 
 def test_prepare_gives_way_when_asked(engines: Engines) -> None:

@@ -71,7 +71,8 @@ def test_hostile_audio_never_reaches_whisper_raw(engines: Engines, name: str, sa
 
 def test_audio_ctx_is_sized_to_the_clip(engines: Engines) -> None:
     stt = engines.stt
-    assert stt.audio_ctx_for(2 * SAMPLE_RATE) == 384
+    assert engines.config.stt.audio_ctx_min == 320
+    assert stt.audio_ctx_for(2 * SAMPLE_RATE) == 320
     assert stt.audio_ctx_for(10 * SAMPLE_RATE) == 768
     assert stt.audio_ctx_for(60 * SAMPLE_RATE) == 1500
 
@@ -87,12 +88,12 @@ def test_decoding_loop_is_retried_with_full_context(
         # What tiny.en does now and then at a short context: the same sentence over and over.
         contexts.append(audio_ctx)
         text = real_decode(clip, audio_ctx, token)
-        return f"{text} {text} {text}" if audio_ctx < 768 else text
+        return f"{text} {text} {text}" if audio_ctx < 640 else text
 
     monkeypatch.setattr(stt, "_decode", looping_when_shortened)
     sentence = "What is the capital of France?"
     assert word_error_rate(sentence, stt.transcribe(espeak(sentence))) < 0.2
-    assert contexts == [384, 768]  # once, at twice the context
+    assert contexts == [320, 640]  # once, at twice the context
 
 
 @pytest.mark.parametrize(

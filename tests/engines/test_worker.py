@@ -12,6 +12,18 @@ from edgevoice.engines.schedule import Claim, Rank
 from edgevoice.engines.worker import CancelToken, EngineBusy, EngineWorker
 
 
+class _Blocker:
+    """A job that holds the engine thread until released."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> None:
+        self.started.set()
+        self.release.wait(5)
+
+
 async def test_run_returns_result_and_raises_errors() -> None:
     worker = EngineWorker("t")
     try:
@@ -24,12 +36,8 @@ async def test_run_returns_result_and_raises_errors() -> None:
 
 async def test_full_queue_is_busy_not_unbounded() -> None:
     worker = EngineWorker("t", max_waiting=2)
-    release = threading.Event()
-    started = threading.Event()
-
-    def block() -> None:
-        started.set()
-        release.wait(5)
+    block = _Blocker()
+    started, release = block.started, block.release
 
     try:
         running = worker.submit(block)
@@ -128,13 +136,9 @@ def test_call_runs_on_the_engine_thread_and_returns() -> None:
 
 async def test_a_job_given_up_while_waiting_never_runs() -> None:
     worker = EngineWorker("t")
-    release = threading.Event()
-    started = threading.Event()
+    block = _Blocker()
+    started, release = block.started, block.release
     ran: list[str] = []
-
-    def block() -> None:
-        started.set()
-        release.wait(5)
 
     try:
         running = worker.submit(block)
@@ -179,13 +183,9 @@ async def test_cancelling_the_caller_cancels_the_running_job() -> None:
 
 async def test_waiting_jobs_run_best_claim_first() -> None:
     worker = EngineWorker("t")
-    release = threading.Event()
-    started = threading.Event()
+    block = _Blocker()
+    started, release = block.started, block.release
     ran: list[str] = []
-
-    def block() -> None:
-        started.set()
-        release.wait(5)
 
     try:
         running = worker.submit(block)
@@ -229,12 +229,8 @@ async def test_a_turn_stops_running_background_work() -> None:
 
 async def test_a_cancelled_waiting_job_frees_its_place() -> None:
     worker = EngineWorker("t", max_waiting=1)
-    release = threading.Event()
-    started = threading.Event()
-
-    def block() -> None:
-        started.set()
-        release.wait(5)
+    block = _Blocker()
+    started, release = block.started, block.release
 
     try:
         running = worker.submit(block)
@@ -247,6 +243,33 @@ async def test_a_cancelled_waiting_job_frees_its_place() -> None:
         release.set()
         assert await asyncio.wait_for(again, 5) == 1
         await running
+    finally:
+        release.set()
+        worker.close()
+
+
+async def test_serving_turns_counts_turns_running_or_waiting_not_background_work() -> None:
+    worker = EngineWorker("t")
+    block = _Blocker()
+    started, release = block.started, block.release
+
+    try:
+        assert not worker.serving_turns
+        background = worker.submit(block, Claim(0.0, Rank.BACKGROUND))
+        assert await asyncio.to_thread(started.wait, 5)
+        assert not worker.serving_turns  # a partial transcript, a prompt read ahead: nobody waits
+        early = worker.submit(lambda: None, Claim(1.0, Rank.SPECULATIVE))
+        assert worker.serving_turns  # a turn's work waits
+        release.set()
+        await asyncio.wait_for(asyncio.gather(background, early), 5)
+        assert not worker.serving_turns
+        started.clear()
+        release.clear()
+        confirmed = worker.submit(block, Claim(2.0))
+        assert await asyncio.to_thread(started.wait, 5)
+        assert worker.serving_turns  # a turn's work runs
+        release.set()
+        await asyncio.wait_for(confirmed, 5)
     finally:
         release.set()
         worker.close()
