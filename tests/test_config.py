@@ -55,6 +55,7 @@ system_prompt = "Be brief."
 
 [tts]
 length_scale = 0.9
+noise_scale = 0
 first_clause_words = 5
 """,
     )
@@ -68,6 +69,8 @@ first_clause_words = 5
     assert config.llm.temperature == 0.7
     assert config.llm.system_prompt == "Be brief."
     assert config.tts.length_scale == 0.9
+    assert config.tts.noise_scale == 0.0
+    assert config.tts.noise_w_scale is None
     assert config.tts.first_clause_words == 5
 
 
@@ -172,12 +175,15 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ("[vad]\nmax_utterance_ms = 999\n", {}, "vad.max_utterance_ms must be at least 1000"),
         ("[stt]\nthreads = 0\n", {}, "threads must be at least 1"),
         ("[stt]\naudio_ctx_min = 2000\n", {}, "stt.audio_ctx_min must be 64 to 1500"),
+        ("[stt]\ntemperature_inc = -0.2\n", {}, "stt.temperature_inc must be 0 (off) to 1"),
         ("[llm]\nmax_reply_tokens = 4096\n", {}, "llm.max_reply_tokens must be 1 to context_tokens"),
         ("[llm]\ntop_p = 0\n", {}, "llm.top_p must be in (0, 1]"),
         ('[llm]\nkv_cache = "q4"\n', {}, "llm.kv_cache must be one of q8_0, f16"),
         ("", {"EDGEVOICE_LLM_KV_CACHE": "f32"}, "llm.kv_cache must be one of q8_0, f16"),
         ("[tts]\nmax_words = -1\n", {}, "tts.max_words must be 0 (off) or more"),
         ("[tts]\nlength_scale = 5\n", {}, "tts.length_scale must be 0.3 to 3"),
+        ("[tts]\nnoise_scale = -0.1\n", {}, "tts.noise_scale must be 0 to 2"),
+        ("", {"EDGEVOICE_TTS_NOISE_W_SCALE": "3"}, "tts.noise_w_scale must be 0 to 2"),
         ("[tts]\nfirst_clause_words = 0\n", {}, "tts.first_clause_words must be at least 1"),
     ],
 )

@@ -125,13 +125,16 @@ class Engines:
 
     async def transcribe(self, samples: Samples, claim: Claim | None = None) -> str:
         """The words in samples. For a turn someone waits for (not a partial transcript), the later
-        pieces of other replies, already playing, wait while it is transcribed (see _LaterWork)."""
-        stt, hearing, reading_ahead = self.stt, self._hearing, self._reading_ahead
+        pieces of other replies, already playing, wait while it is transcribed here (see _LaterWork)."""
+        stt = self.stt
         urgent = claim is not None and claim.rank is not Rank.BACKGROUND
+        # A transcription on another machine leaves this box's cores to the model and the voice.
+        hearing = self._hearing if urgent and stt.computes_here else contextlib.nullcontext()
+        reading_ahead = self._reading_ahead if stt.computes_here else contextlib.nullcontext()
 
         def job(token: CancelToken) -> str:
             # A batch the model reads ahead finishes first, and no other starts meanwhile.
-            with hearing if urgent else contextlib.nullcontext(), reading_ahead:
+            with hearing, reading_ahead:
                 return stt.transcribe(samples, token)
 
         return await self.stt_worker.run_cancellable(job, claim)

@@ -14,6 +14,9 @@ from edgevoice.engines.worker import CancelToken
 class SpeechToText(Protocol):
     """whisper.cpp here (engines.stt), or a Wyoming asr service (engines.wyoming_stt)."""
 
+    computes_here: bool
+    """Whether a transcription takes this box's cores (the model reading ahead then waits for it)."""
+
     def transcribe(self, samples: Samples, token: CancelToken | None = None) -> str: ...
 
     def warm_up(self) -> None: ...

@@ -118,9 +118,9 @@ class Scheduler(Generic[J]):
         self._waiting.clear()
         return jobs
 
-    def turns_waiting(self) -> int:
-        """How many waiting jobs are for turns (confirmed or speculative), not background work."""
-        return sum(1 for entry in self._waiting if entry.claim.rank != Rank.BACKGROUND)
+    def has_turns_waiting(self) -> bool:
+        """Whether any waiting job is for a turn (confirmed or speculative), not background work."""
+        return any(entry.claim.rank != Rank.BACKGROUND for entry in self._waiting)
 
     def ahead_of(self, claim: Claim) -> int:
         """How many waiting jobs would run before a new job with this claim."""

@@ -63,6 +63,8 @@ def runaway(text: str, seconds: float) -> bool:
 class WhisperStt:
     """One whisper.cpp context. Not thread-safe: call it from one engine thread."""
 
+    computes_here = True
+
     def __init__(self, config: SttConfig, model_path: Path) -> None:
         hparams = check_whisper_ggml(model_path)
         self._config = config
@@ -117,7 +119,7 @@ class WhisperStt:
             suppress_blank=True,
             suppress_nst=True,
             temperature=0.0,
-            temperature_inc=0.2,
+            temperature_inc=self._config.temperature_inc,
             greedy={"best_of": 1},
             max_tokens=int(clip.size / SAMPLE_RATE * MAX_TOKENS_PER_SECOND) + 16,
             abort_callback=None if token is None else lambda: token.cancelled,

@@ -42,7 +42,9 @@ class PiperTts:
             self._voice = PiperVoice(session=session, config=PiperConfig.from_dict(voice_config))
         except Exception as err:
             raise ModelError(f"Piper could not load voice {voice_path}: {err}") from None
-        self._synthesis = SynthesisConfig(length_scale=config.length_scale)
+        self._synthesis = SynthesisConfig(
+            length_scale=config.length_scale, noise_scale=config.noise_scale, noise_w_scale=config.noise_w_scale
+        )
         self._max_words = config.max_words
         self.voice_path = voice_path
 

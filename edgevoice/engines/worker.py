@@ -99,7 +99,7 @@ class EngineWorker:
         """Whether a turn's job (not background work) runs or waits here."""
         with self._lock:
             running = self._running is not None and self._running[1].rank != Rank.BACKGROUND
-            return running or self._queue.turns_waiting() > 0
+            return running or self._queue.has_turns_waiting()
 
     @property
     def max_waiting(self) -> int:

@@ -24,6 +24,8 @@ _MAX_EVENTS_BEFORE_TRANSCRIPT = 10_000
 class WyomingStt:
     """A Wyoming asr service; one connection per transcription. Safe from any one thread at a time."""
 
+    computes_here = False
+
     def __init__(self, config: SttConfig) -> None:
         self._config = config
         self.url = config.url

@@ -9,11 +9,14 @@ import types
 from collections.abc import AsyncIterator
 from typing import cast
 
-from edgevoice.audio.pcm import Pcm16
+import numpy as np
+
+from edgevoice.audio.pcm import Pcm16, Samples
+from edgevoice.config import Config
 from edgevoice.engines.engines import Engines, _Hold, _LaterWork
 from edgevoice.engines.llm import Message
 from edgevoice.engines.schedule import Claim
-from edgevoice.engines.worker import EngineWorker
+from edgevoice.engines.worker import CancelToken, EngineWorker
 
 HELD_S = 1.5
 GOES_ON_S = 30.0
@@ -153,3 +156,34 @@ def test_a_reply_already_playing_waits_while_another_turn_is_heard() -> None:
     assert not later.wait(0.01)
     assert not not_yet.wait(0.01)
     assert _LaterWork(None, hearing, new, cast(EngineWorker, worker)).wait(0.01), "the voice has no first-words hold"
+
+
+class _Transcriber:
+    """Speech to text that answers at once, on this box or (computes_here False) on another."""
+
+    def __init__(self, computes_here: bool) -> None:
+        self.computes_here = computes_here
+
+    def transcribe(self, samples: Samples, token: CancelToken | None = None) -> str:
+        return "heard"
+
+    def warm_up(self) -> None:
+        pass
+
+
+async def _transcribed_while_the_model_reads_ahead(computes_here: bool) -> bool:
+    """Whether a turn is transcribed while a batch read ahead holds the cores (and a reply plays)."""
+    engines = Engines(Config(), _Transcriber(computes_here), None, None)
+    try:
+        with engines._reading_ahead:
+            job = asyncio.ensure_future(engines.transcribe(np.zeros(1600, np.float32), Claim(since=1.0)))
+            done, _ = await asyncio.wait({job}, timeout=HELD_S)
+        assert await job == "heard"
+        return bool(done)
+    finally:
+        engines.close()
+
+
+async def test_a_transcription_here_waits_for_the_batch_read_ahead_one_elsewhere_does_not() -> None:
+    assert not await _transcribed_while_the_model_reads_ahead(computes_here=True)
+    assert await _transcribed_while_the_model_reads_ahead(computes_here=False)

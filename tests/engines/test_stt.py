@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples
+from edgevoice.bench import pauses
+from edgevoice.bench.noise import mix_noise, trim
+from edgevoice.bench.pauses import framed
 from edgevoice.bench.wer import word_error_rate
 from edgevoice.config import Config
 from edgevoice.engines.engines import Engines
@@ -119,3 +122,22 @@ def test_a_cancelled_transcription_raises_instead_of_answering(
         engines.stt.transcribe(espeak("What is the capital of France?"), token)
     # The context is fine afterwards.
     assert "capital" in engines.stt.transcribe(espeak("What is the capital of France?"), CancelToken()).lower()
+
+
+DOUBTFUL_CLIPS = [
+    ("en-gb-scotland", "How many minutes are in three hours?", 17),
+    ("en-us", "What is the largest ocean on earth?", 7),
+]
+"""Noisy clips whose greedy decode whisper doubts: with temperature fallback (stt.temperature_inc 0.2)
+their words differed between runs of one process."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("voice", "text", "seed"), DOUBTFUL_CLIPS)
+def test_the_same_clip_gives_the_same_words_every_time(
+    config: Config, engines: Engines, voice: str, text: str, seed: int
+) -> None:
+    assert config.stt.temperature_inc == 0.0, "the default decodes greedily"
+    clip = mix_noise(framed(trim(pauses.espeak(voice)(text)), 0.5, 0.5), 10.0, seed)
+    heard = {engines.stt.transcribe(clip) for _ in range(5)}
+    assert len(heard) == 1, heard
