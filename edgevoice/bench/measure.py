@@ -33,6 +33,9 @@ WORK_STAGES = ("started", "stt_done", "first_token", "first_audio")
 ENERGY_FRAME_MS = 10
 SPEECH_THRESHOLD_DB = -35.0
 """A 10 ms frame is speech when its RMS is within this many dB of the clip's loudest frame."""
+AUDIBLE_GAP_MS = 100.0
+"""A silence this long inside a reply, where its audio ran out, is heard as a stall (a client with
+no jitter buffer hears shorter ones too; the network on loopback adds a few ms)."""
 
 
 def true_end_of_speech(samples: Samples, threshold_db: float = SPEECH_THRESHOLD_DB, rate: int = SAMPLE_RATE) -> int:
@@ -64,6 +67,10 @@ class ServerTurn:
     reply: str = ""
     done: TurnDone | None = None
     """The turn_done message, with the daemon's own timings."""
+    play_until: float = 0.0
+    """When the reply audio received so far would have finished playing."""
+    gaps_s: list[float] = field(default_factory=list)
+    """Each time the reply's audio ran out before its next piece came: how long the listener heard nothing."""
 
 
 @dataclass
@@ -117,6 +124,18 @@ class ClipRecord:
             work[stage] = timings.get(f"work_{stage}")
         return work
 
+    def reply_gap_ms(self) -> float | None:
+        """How long the answer's reply audio ran out between its pieces, in all; None without reply audio."""
+        answer = self.answer
+        if answer is None or answer.first_audio_at is None:
+            return None
+        return round(sum(answer.gaps_s) * 1000.0, 1)
+
+    def audible_gaps(self) -> int:
+        """The answer's gaps of AUDIBLE_GAP_MS or more."""
+        answer = self.answer
+        return 0 if answer is None else sum(gap * 1000.0 >= AUDIBLE_GAP_MS for gap in answer.gaps_s)
+
     @property
     def missing(self) -> bool:
         """No reply audio came back for this clip (within the timeout)."""
@@ -144,6 +163,8 @@ class ClipRecord:
             "ms_after_end_of_speech": self.stages_ms(),
             "server_timings": dict(answer.done.timings) if answer and answer.done else None,
             "work_ms": self.work_ms(),
+            "reply_gap_ms": self.reply_gap_ms(),
+            "audible_gaps": self.audible_gaps(),
             "errors": self.errors,
         }
 
@@ -198,7 +219,11 @@ class Tracker:
         if found is None or rate <= 0:
             return
         record, turn = found
-        turn.first_audio_at = turn.first_audio_at or now
+        if turn.first_audio_at is None:
+            turn.first_audio_at = now
+        elif now > turn.play_until:
+            turn.gaps_s.append(now - turn.play_until)
+        turn.play_until = max(turn.play_until, now) + samples / rate
         record.play_until = max(record.play_until, now) + samples / rate
 
 
@@ -240,6 +265,8 @@ def summarise(records: Sequence[ClipRecord], clients: int) -> dict[str, Any]:
             name: stage_summary(r.answer.done.timings.get(name) for r in records if r.answer and r.answer.done)
             for name in ("prompt_tokens", "evaluated_prompt_tokens")
         },
+        "reply_gap_ms": stage_summary(r.reply_gap_ms() for r in records),
+        "replies_with_audible_gaps": sum(r.audible_gaps() > 0 for r in records),
         "wer": corpus_wer(pairs),
         "per_client": [
             {

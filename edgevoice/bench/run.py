@@ -26,7 +26,15 @@ from edgevoice import protocol
 from edgevoice.audio.buffers import Pacer
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples, read_audio, to_pcm16
 from edgevoice.bench.daemon import BenchError, Daemon, Launch, ProcessMonitor
-from edgevoice.bench.measure import STAGES, WORK_STAGES, ClipRecord, Tracker, summarise, true_end_of_speech
+from edgevoice.bench.measure import (
+    AUDIBLE_GAP_MS,
+    STAGES,
+    WORK_STAGES,
+    ClipRecord,
+    Tracker,
+    summarise,
+    true_end_of_speech,
+)
 from edgevoice.client.options import ClientError, normalize_url
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "bench" / "clips"
@@ -365,6 +373,12 @@ def format_report(result: dict[str, Any]) -> str:
     lines += ["", f"{'language model (tokens per turn)':<38} {'n':>3} {'p50':>7} {'p95':>7} {'max':>7}"]
     for name, row in summary["prompt_tokens"].items():
         lines.append(f"{name:<38} {row['n']:>3} {_ms(row['p50']):>7} {_ms(row['p95']):>7} {_ms(row['max']):>7}")
+    gaps = summary["reply_gap_ms"]
+    lines.append(
+        f"{'reply audio ran out (ms, all gaps)':<38} {gaps['n']:>3} {_ms(gaps['p50']):>7} {_ms(gaps['p95']):>7}"
+        f" {_ms(gaps['max']):>7}  ({summary['replies_with_audible_gaps']} replies with a gap of"
+        f" {AUDIBLE_GAP_MS:.0f} ms or more)"
+    )
     wer = summary["wer"]
     engines = result.get("engines")
     lines.append("")

@@ -240,3 +240,27 @@ def test_staggered_clients_keep_their_turns_and_unstaggered_ones_play_back_to_ba
     assert [clip_due_s(n, 4, 2000) for n in range(3)] == [0.0, 8.0, 16.0]
     assert clip_due_s(5, 1, 500) == 2.5
     assert clip_due_s(7, 4, 0) == 0.0
+
+
+def test_the_reply_audio_running_out_between_pieces_is_a_gap() -> None:
+    """Playback starts with the first audio; a piece that comes after what was received had played out
+    leaves the listener a silence, and only that counts: audio that comes ahead queues behind."""
+    tracker = Tracker()
+    record = ClipRecord(client=0, clip="story", reference=None, speech_end_at=10.0)
+    tracker.start_clip(record)
+    tracker.on_event(SpeechStarted(1, 0), 9.0)
+    assert record.reply_gap_ms() is None  # no reply audio yet
+    tracker.on_audio(1, 11_025, 22_050, 10.4)  # 0.5 s: plays until 10.9
+    tracker.on_audio(1, 11_025, 22_050, 10.6)  # ahead: queues, plays until 11.4
+    tracker.on_audio(1, 2_205, 22_050, 11.45)  # 50 ms late: a short gap
+    tracker.on_audio(1, 2_205, 22_050, 11.75)  # it played until 11.55: 200 ms with nothing to play
+    assert record.reply_gap_ms() == pytest.approx(250.0)
+    assert record.audible_gaps() == 1
+    assert record.to_json()["reply_gap_ms"] == pytest.approx(250.0)
+    summary = summarise([record], clients=1)
+    assert summary["reply_gap_ms"]["n"] == 1
+    assert summary["replies_with_audible_gaps"] == 1
+    smooth = ClipRecord(client=0, clip="lights", reference="turn on the lights", speech_end_at=10.0)
+    _played(Tracker(), smooth, turn=1, at=10.0)
+    assert smooth.reply_gap_ms() == 0.0
+    assert summarise([record, smooth], clients=1)["replies_with_audible_gaps"] == 1
