@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevoice.audio.pcm import SAMPLE_RATE, Samples, from_pcm16, read_audio, resample
+from edgevoice.audio.pcm import SAMPLE_RATE, Samples, read_audio
+from edgevoice.bench import pauses
 from edgevoice.config import Config, load_config
 from edgevoice.engines.engines import Engines
-from edgevoice.engines.tts import PiperTts
-from edgevoice.models.registry import Kind, default_stt_path, resolve
+from edgevoice.models.registry import default_stt_path
 from edgevoice.server.app import Server
 from tests.support.daemon import Daemons, serve_environment, serving_with
 
@@ -108,8 +108,7 @@ def piper_speech(config: Config) -> Callable[[str], Samples]:
     """Speech for a text from the Piper voice, as 16 kHz mono float32: the same take of a text every time
     (no noise between takes), so a test hears the same words in every run."""
     steady = dataclasses.replace(config.tts, noise_scale=0.0, noise_w_scale=0.0)
-    tts = PiperTts(steady, resolve(config, Kind.TTS).path)
-    return lambda text: resample(from_pcm16(tts.speak(text)), tts.sample_rate, SAMPLE_RATE)
+    return pauses.piper(dataclasses.replace(config, tts=steady))
 
 
 def with_silence(samples: Samples, before_s: float = 0.4, after_s: float = 1.2) -> Samples:

@@ -88,7 +88,7 @@ def _take(lock: threading.Lock | None, should_stop: Callable[[], bool]) -> bool:
 def heard_words(heard: str) -> str:
     """The start of a user message from a partial transcript, ready for the next word: without the
     end the transcriber guessed (a full stop where the speaker only paused), and a space after."""
-    words = heard.strip().rstrip(".?!,;:… ").strip()
+    words = heard.strip().rstrip(".?!,;:… ")
     return f"{words} " if words else ""
 
 
