@@ -124,7 +124,8 @@ class LlmConfig:
     seed: int = 1234
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_turns: int = 6
-    """Earlier exchanges kept in the prompt; older ones are forgotten."""
+    """Earlier exchanges kept in the prompt; older ones are forgotten. A reply that copies an
+    earlier one is not kept (Conversation.remember)."""
     max_sentences: int = 2
     """A spoken reply ends after this many sentences (generation stops there); 0: no limit but
     max_reply_tokens."""
