@@ -48,10 +48,18 @@ def test_the_same_question_again_may_get_the_same_answer() -> None:
     assert len(conversation.history) == 2
 
 
-def test_short_replies_are_always_remembered() -> None:
+def test_a_short_reply_given_whole_to_other_questions_is_a_copy() -> None:
+    conversation = Conversation(SYSTEM, max_turns=6)
+    conversation.remember("Can you recommend a film?", "The answer is no.")
+    conversation.remember("Why is the sky blue?", "The answer is no.")
+    conversation.remember("What should I cook tonight?", "The answer is no, sadly.")
+    assert [said for said, _ in conversation.history] == ["Can you recommend a film?"]
+
+
+def test_replies_under_three_words_are_always_remembered() -> None:
     conversation = Conversation(SYSTEM, max_turns=6)
     for said in ("Thanks!", "Thank you.", "Cheers."):
-        conversation.remember(said, "You're welcome.")
+        conversation.remember(said, "You're welcome.")  # two words: "you're" is one
     assert len(conversation.history) == 3
 
 

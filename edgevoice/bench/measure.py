@@ -14,6 +14,7 @@ import numpy as np
 
 from edgevoice.audio.pcm import SAMPLE_RATE, Samples
 from edgevoice.bench.wer import normalise, word_error_rate
+from edgevoice.conversation import copies_earlier
 from edgevoice.protocol import (
     Busy,
     Error,
@@ -250,6 +251,21 @@ def corpus_wer(pairs: Iterable[tuple[str, str]]) -> float | None:
     return round(errors / words, 4) if words else None
 
 
+def copied_replies(records: Sequence[ClipRecord]) -> int:
+    """Replies that repeat conversation.COPY_RUN_WORDS words in a row from an earlier reply, to other words, of the
+    same client's conversation (records in the order each client played them)."""
+    copies = 0
+    earlier: dict[int, list[tuple[str, str]]] = {}
+    for record in records:
+        answer = record.answer
+        if answer is None or answer.done is None or not answer.reply:
+            continue
+        exchanges = earlier.setdefault(record.client, [])
+        copies += copies_earlier(exchanges, answer.transcript, answer.reply)
+        exchanges.append((answer.transcript, answer.reply))
+    return copies
+
+
 def summarise(records: Sequence[ClipRecord], clients: int) -> dict[str, Any]:
     stages = {stage: stage_summary(r.stages_ms()[stage] for r in records) for stage in STAGES}
     pairs = [(r.reference, r.answer.transcript) for r in records if r.reference is not None and r.answer]
@@ -267,6 +283,7 @@ def summarise(records: Sequence[ClipRecord], clients: int) -> dict[str, Any]:
         },
         "reply_gap_ms": stage_summary(r.reply_gap_ms() for r in records),
         "replies_with_audible_gaps": sum(r.audible_gaps() > 0 for r in records),
+        "copied_replies": copied_replies(records),
         "wer": corpus_wer(pairs),
         "per_client": [
             {

@@ -36,6 +36,7 @@ from edgevoice.bench.measure import (
     true_end_of_speech,
 )
 from edgevoice.client.options import ClientError, normalize_url
+from edgevoice.conversation import COPY_RUN_WORDS
 
 DEFAULT_CLIPS = Path(__file__).resolve().parents[2] / "bench" / "clips"
 FRAME_MS = 20
@@ -378,6 +379,10 @@ def format_report(result: dict[str, Any]) -> str:
         f"{'reply audio ran out (ms, all gaps)':<38} {gaps['n']:>3} {_ms(gaps['p50']):>7} {_ms(gaps['p95']):>7}"
         f" {_ms(gaps['max']):>7}  ({summary['replies_with_audible_gaps']} replies with a gap of"
         f" {AUDIBLE_GAP_MS:.0f} ms or more)"
+    )
+    lines.append(
+        f"replies copying an earlier reply: {summary['copied_replies']} of {summary['turns'] - summary['missing']}"
+        f" ({COPY_RUN_WORDS} words in a row from a reply to other words in the same conversation)"
     )
     wer = summary["wer"]
     engines = result.get("engines")

@@ -18,7 +18,9 @@ from edgevoice.audio.buffers import Pacer
 from edgevoice.bench.daemon import ProcessMonitor, parse_cpu_ticks, parse_status_kb
 from edgevoice.bench.measure import (
     ClipRecord,
+    ServerTurn,
     Tracker,
+    copied_replies,
     corpus_wer,
     stage_summary,
     summarise,
@@ -264,3 +266,25 @@ def test_the_reply_audio_running_out_between_pieces_is_a_gap() -> None:
     _played(Tracker(), smooth, turn=1, at=10.0)
     assert smooth.reply_gap_ms() == 0.0
     assert summarise([record, smooth], clients=1)["replies_with_audible_gaps"] == 1
+
+
+def _answered(client: int, said: str, reply: str) -> ClipRecord:
+    record = ClipRecord(client=client, clip=said, reference=said)
+    done = TurnDone(1, said, reply, False, 0, 900, timings={})
+    record.server_turns.append(ServerTurn(1, transcript=said, reply=reply, done=done))
+    return record
+
+
+def test_a_reply_copying_an_earlier_reply_of_its_conversation_is_counted() -> None:
+    copied = "The answer to this question is no."
+    records = [
+        _answered(0, "Can you recommend a film?", copied),
+        _answered(1, "Why is the sky blue?", "The answer to this question is Rayleigh scattering."),
+        _answered(0, "Why is the sky blue?", copied),  # a copy in client 0's conversation
+        _answered(1, "Why is the sky blue?", "The answer to this question is Rayleigh scattering."),  # asked again
+        _answered(0, "What time is it?", "It is noon."),
+        ClipRecord(client=0, clip="unanswered", reference="Hello?"),
+    ]
+    summary = summarise(records, clients=2)
+    assert summary["copied_replies"] == 1
+    assert copied_replies(records[:2]) == 0, "another client's conversation is not this one's"
