@@ -47,6 +47,12 @@ def _add_qa_arguments(bench: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --qa: the model answers every question, sums and units too (to compare models)",
     )
+    bench.add_argument(
+        "--qa-conversation",
+        action="store_true",
+        help="with --qa: ask the questions in turn as one conversation, each exchange remembered "
+        "(default: each question a fresh conversation)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -315,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench" and args.qa is not None:
             from edgevoice.bench.qa import qa_main  # noqa: PLC0415
 
-            return qa_main(config, args.qa, args.json_out, skills=not args.no_skills)
+            return qa_main(config, args.qa, args.json_out, skills=not args.no_skills, conversation=args.qa_conversation)
         elif args.command == "bench":
             from edgevoice.bench.run import bench_main  # noqa: PLC0415
 

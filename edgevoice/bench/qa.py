@@ -6,7 +6,10 @@ question about units is worked out by the skills (no state: nothing is set or ke
 else goes to the model as a fresh one-turn conversation with the configured system prompt,
 through the same engine and reply stream a voice turn uses: the reply scored is the spoken one,
 cut at llm.max_sentences. With skills=False (--no-skills) the model answers every question, which
-is how two models are compared. Only the language model is loaded.
+is how two models are compared. With conversation=True (--qa-conversation) the questions are
+asked in turn in one conversation instead, each exchange remembered as a voice turn's is (the
+last llm.history_turns, copies left out), which is what a long talk with the box gets. Only the
+language model is loaded.
 A reply passes when an accept pattern (or, for refusal, a polite refusal) matches it or its
 spoken form, case-insensitively, and no reject pattern does.
 """
@@ -27,6 +30,7 @@ from edgevoice.atomic import write_atomic
 from edgevoice.bench.daemon import BenchError
 from edgevoice.bench.measure import stage_summary
 from edgevoice.config import Config
+from edgevoice.conversation import Conversation
 from edgevoice.engines.engines import Engines
 from edgevoice.engines.llm import Message
 from edgevoice.models.registry import Kind, resolve
@@ -117,7 +121,18 @@ def load_questions(path: Path) -> list[Question]:
     return questions
 
 
-async def ask(engines: Engines, question: Question, *, skills: bool = True) -> Answer:
+async def ask(
+    engines: Engines, question: Question, *, skills: bool = True, conversation: Conversation | None = None
+) -> Answer:
+    """The answer to one question: a fresh conversation's, or (conversation) the next turn of that
+    one, which then remembers the exchange."""
+    answer = await _answer(engines, question, skills=skills, conversation=conversation)
+    if conversation is not None:
+        conversation.remember(question.question, answer.reply)
+    return answer
+
+
+async def _answer(engines: Engines, question: Question, *, skills: bool, conversation: Conversation | None) -> Answer:
     worked = worked_out(question.question) if skills else None
     if worked is not None:
         return Answer(
@@ -132,11 +147,14 @@ async def ask(engines: Engines, question: Question, *, skills: bool = True) -> A
             cut=None,
             answered_by=worked.intent,
         )
-    messages = [Message("system", engines.config.llm.system_prompt), Message("user", question.question)]
+    if conversation is None:
+        messages = [Message("system", engines.config.llm.system_prompt), Message("user", question.question)]
+    else:
+        messages = conversation.messages(question.question)
     started = time.perf_counter()
     first: float | None = None
     reply = ""
-    async for piece in engines.reply(messages):
+    async for piece in engines.reply(messages, key=None if conversation is None else conversation.key):
         if first is None:
             first = time.perf_counter()
         reply += piece
@@ -176,10 +194,11 @@ def summarise(answers: list[Answer]) -> dict[str, Any]:
     }
 
 
-def format_report(model: str, summary: dict[str, Any], answers: list[Answer]) -> str:
+def format_report(model: str, summary: dict[str, Any], answers: list[Answer], *, conversation: bool = False) -> str:
     ttft, reply = summary["ttft_ms"], summary["reply_ms"]
     lines = [
         f"model: {model}",
+        "asked: " + ("in turn, as one conversation" if conversation else "each question a fresh conversation"),
         f"score: {summary['passed']}/{summary['asked']} ({summary['score'] * 100:.0f}%)",
         "answered by: "
         + ", ".join(f"{who} {count}" for who, count in sorted(summary["answered_by"].items()))
@@ -198,14 +217,21 @@ def format_report(model: str, summary: dict[str, Any], answers: list[Answer]) ->
 
 
 async def run_qa(
-    config: Config, questions: list[Question], progress: TextIO | None = None, *, skills: bool = True
+    config: Config,
+    questions: list[Question],
+    progress: TextIO | None = None,
+    *,
+    skills: bool = True,
+    conversation: bool = False,
 ) -> tuple[str, list[Answer]]:
-    """Ask every question in turn; with progress, one line there per answer as it comes."""
+    """Ask every question in turn (each in a fresh conversation, or all in one); with progress, one
+    line there per answer as it comes."""
     engines = await asyncio.to_thread(Engines.load, config, {Kind.LLM})
+    talk = Conversation(config.llm.system_prompt, config.llm.history_turns) if conversation else None
     answers: list[Answer] = []
     try:
         for number, question in enumerate(questions, start=1):
-            answers.append(answer := await ask(engines, question, skills=skills))
+            answers.append(answer := await ask(engines, question, skills=skills, conversation=talk))
             if progress is not None:
                 verdict = "pass" if answer.passed else "FAIL"
                 print(f"[{number}/{len(questions)}] {verdict} {answer.id} ttft {answer.ttft_ms} ms", file=progress)
@@ -215,18 +241,23 @@ async def run_qa(
         engines.close()
 
 
-def qa_main(config: Config, path: Path, json_out: Path | None, *, skills: bool = True) -> int:
+def qa_main(
+    config: Config, path: Path, json_out: Path | None, *, skills: bool = True, conversation: bool = False
+) -> int:
     questions = load_questions(path)
     if not config.llm.url:
         resolve(config, Kind.LLM)  # a missing model package is named before anything loads
-    model, answers = asyncio.run(run_qa(config, questions, progress=sys.stderr, skills=skills))
+    model, answers = asyncio.run(
+        run_qa(config, questions, progress=sys.stderr, skills=skills, conversation=conversation)
+    )
     summary = summarise(answers)
-    print(format_report(model, summary, answers), flush=True)
+    print(format_report(model, summary, answers, conversation=conversation), flush=True)
     if json_out is not None:
         result = {
             "model": str(model),
             "questions": str(path),
             "skills": skills,
+            "conversation": conversation,
             "llm": asdict(config.llm) | {"model": str(model)},
             "summary": summary,
             "answers": [asdict(answer) for answer in answers],

@@ -13,6 +13,7 @@ import pytest
 from edgevoice.bench.daemon import BenchError
 from edgevoice.bench.qa import Answer, ask, load_questions, parse_question, summarise
 from edgevoice.cli import QA_QUESTIONS, main
+from edgevoice.conversation import Conversation
 from edgevoice.engines.engines import Engines
 from edgevoice.speech_text import sentence_ends
 
@@ -152,3 +153,34 @@ def test_qa_pass_over_the_default_model(tmp_path: Path, capsys: pytest.CaptureFi
         assert 0 < answer["ttft_ms"] <= answer["reply_ms"]
         # The spoken reply is cut at llm.max_sentences (2).
         assert len(list(sentence_ends(answer["reply"] + " "))) <= 2
+
+
+@pytest.mark.slow
+def test_questions_asked_as_one_conversation_each_see_the_exchanges_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "q.jsonl"
+    lines = [
+        question(id="capital", question="What is the capital of France?", accept=["paris"]),
+        question(id="sum", category="arithmetic", question="What's seven times eight?", accept=[r"\b56\b"]),
+        question(id="ocean", category="facts", question="Name an ocean.", accept=["ocean"]),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "qa.json"
+    assert main(["bench", "--qa", str(path), "--qa-conversation", "--json", str(out)]) == 0
+    assert "asked: in turn, as one conversation" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["conversation"] is True
+    answers = result["answers"]
+    assert [a["id"] for a in answers] == ["capital", "sum", "ocean"]
+    assert all(a["reply"].strip() for a in answers)
+    assert answers[1]["answered_by"] == "EdgevoiceCalculate"
+
+
+def test_a_conversation_remembers_each_question_and_its_answer() -> None:
+    """The skills' answer is remembered as a voice turn's is (no model is loaded here)."""
+    talk = Conversation("You are a test.", max_turns=4)
+    asked = parse_question(question(id="sum", question="What is 2 + 2?", accept=[r"\b4\b"]), "t")
+    answer = asyncio.run(ask(cast(Engines, None), asked, conversation=talk))
+    assert list(talk.history) == [("What is 2 + 2?", answer.reply)]
+    assert [m.content for m in talk.messages("And 3 + 3?")][1:] == ["What is 2 + 2?", "2 plus 2 is 4.", "And 3 + 3?"]
