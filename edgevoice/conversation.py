@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import collections
 import itertools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgevoice.engines.llm import Message
+from edgevoice.reply_text import reply_words
 
 _KEYS = itertools.count(1)
 
@@ -19,18 +19,12 @@ so is one that has a shorter reply whole in it, or is whole in another, down to 
 COPY_MIN_WORDS = 3
 """Replies shorter than this ("You're welcome.") are neither copies nor copied."""
 
-_WORD = re.compile(r"[\w']+")
+
+def _runs(words: tuple[str, ...], length: int) -> set[tuple[str, ...]]:
+    return {words[i : i + length] for i in range(len(words) - length + 1)}
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def _runs(words: list[str], length: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i : i + length]) for i in range(len(words) - length + 1)}
-
-
-def _shares_a_run(words: list[str], other: list[str]) -> bool:
+def _shares_a_run(words: tuple[str, ...], other: tuple[str, ...]) -> bool:
     length = min(COPY_RUN_WORDS, len(words), len(other))
     return length >= COPY_MIN_WORDS and bool(_runs(words, length) & _runs(other, length))
 
@@ -39,9 +33,9 @@ def copies_earlier(history: Iterable[tuple[str, str]], user_text: str, reply: st
     """Whether reply shares COPY_RUN_WORDS words in a row (or the whole of the shorter of the two)
     with a reply in history that answered other words than user_text (the same question asked
     again may get the same answer)."""
-    words = _words(reply)
-    asked = _words(user_text)
-    return any(_words(said) != asked and _shares_a_run(words, _words(answered)) for said, answered in history)
+    words = reply_words(reply)
+    asked = reply_words(user_text)
+    return any(reply_words(said) != asked and _shares_a_run(words, reply_words(answered)) for said, answered in history)
 
 
 @dataclass

@@ -56,7 +56,7 @@ class ReplyCutter:
             sentence = self._text[self._sentence_start : end]
             if not any(ch.isalpha() for ch in sentence):
                 continue  # "1." or "...": no sentence yet, it goes on
-            words = _words(sentence)
+            words = reply_words(sentence)
             if words in self._sentences:
                 return self._stop(self._sentence_start, "repetition")
             self._sentences.append(words)
@@ -75,7 +75,7 @@ class ReplyCutter:
         if self.stopped_by is not None:
             return ""
         rest = self._text[self._sentence_start :]
-        if any(ch.isalpha() for ch in rest) and _words(rest) in self._sentences:
+        if any(ch.isalpha() for ch in rest) and reply_words(rest) in self._sentences:
             self.stopped_by = "repetition"
             end = self._sentence_start
         else:
@@ -121,5 +121,6 @@ def _same(earlier: list[str], tail: list[str], unfinished: bool) -> bool:
     return earlier == tail
 
 
-def _words(text: str) -> tuple[str, ...]:
+def reply_words(text: str) -> tuple[str, ...]:
+    """text's words, lower case, with their apostrophes ("you're"), without punctuation."""
     return tuple(word.lower() for word in _WORD.findall(text))

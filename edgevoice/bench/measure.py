@@ -252,8 +252,9 @@ def corpus_wer(pairs: Iterable[tuple[str, str]]) -> float | None:
 
 
 def copied_replies(records: Sequence[ClipRecord]) -> int:
-    """Replies that repeat conversation.COPY_RUN_WORDS words in a row from an earlier reply, to other words, of the
-    same client's conversation (records in the order each client played them)."""
+    """Replies that copy an earlier reply, to other words, of the same client's conversation, by the
+    rule of what a conversation keeps (conversation.copies_earlier); records in the order each
+    client played them."""
     copies = 0
     earlier: dict[int, list[tuple[str, str]]] = {}
     for record in records:

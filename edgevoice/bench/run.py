@@ -382,7 +382,8 @@ def format_report(result: dict[str, Any]) -> str:
     )
     lines.append(
         f"replies copying an earlier reply: {summary['copied_replies']} of {summary['turns'] - summary['missing']}"
-        f" ({COPY_RUN_WORDS} words in a row from a reply to other words in the same conversation)"
+        f" ({COPY_RUN_WORDS} words in a row, or a short reply whole, from a reply to other words in the same"
+        " conversation)"
     )
     wer = summary["wer"]
     engines = result.get("engines")
