@@ -175,6 +175,11 @@ class TtsConfig:
     """Piper speaks at most this many words at once: a longer sentence is cut at a comma (or into even
     runs of words). Its memory grows with what it speaks at once, ~8 MB a word (a 40-word sentence
     took 350 MB more for a moment), and its time faster than the words. 0: whole sentences."""
+    max_phonemes: int = 64
+    """And at most this many phonemes (the voice's sounds, ~50 ms of speech each) in one run: a word
+    limit alone let a sentence full of long numbers run to 8 s of speech and 255 MB at once, since the
+    memory grows ~1.8 MB a phoneme. A longer piece is cut at a comma, else between words (there the
+    first run ends as at a comma). 0: no limit."""
     url: str = ""
     """A Wyoming text-to-speech server to use instead of Piper here, tcp://HOST:PORT (e.g. port 10200);
     empty keeps it in this process."""
@@ -362,6 +367,7 @@ class Config:
             (self.tts.first_clause_words >= 1, "tts.first_clause_words must be at least 1"),
             (self.tts.first_words >= 0, "tts.first_words must be 0 (off) or more"),
             (self.tts.max_words >= 0, "tts.max_words must be 0 (off) or more"),
+            (self.tts.max_phonemes >= 0, "tts.max_phonemes must be 0 (off) or more"),
             (self.tts.length_scale is None or 0.3 <= self.tts.length_scale <= 3.0, "tts.length_scale must be 0.3 to 3"),
             (self.tts.noise_scale is None or 0 <= self.tts.noise_scale <= 2, "tts.noise_scale must be 0 to 2"),
             (self.tts.noise_w_scale is None or 0 <= self.tts.noise_w_scale <= 2, "tts.noise_w_scale must be 0 to 2"),

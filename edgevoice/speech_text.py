@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from edgevoice.spoken_form import spoken_form
 
@@ -68,6 +68,29 @@ def _halves(sentence: str, max_words: int) -> list[str]:
         return [" ".join(words[k : k + size]) for k in range(0, len(words), size)]
     cut = min(clauses, key=lambda end: abs(end - middle))
     return _halves(sentence[:cut].strip(), max_words) + _halves(sentence[cut:].strip(), max_words)
+
+
+_CLAUSE_MARKS = frozenset(",;:—–")
+_PUNCTUATION_MARKS = frozenset(",;:.!?…—–")
+
+
+def phoneme_runs(phonemes: Sequence[str], max_phonemes: int) -> list[list[str]]:
+    """A sentence's phonemes (a voice's symbols, " " between words) cut into runs of at most
+    max_phonemes, for a voice whose memory grows with what it speaks at once: at the word boundary
+    after a clause mark nearest the middle, else at the word boundary nearest the middle, else (one
+    long word) in the middle. A run cut where no mark was ends in a comma, so the voice carries the
+    sentence on rather than closing it. 0: no limit."""
+    if max_phonemes <= 0 or len(phonemes) <= max(max_phonemes, 2):
+        return [list(phonemes)]
+    spaces = [i for i in range(1, len(phonemes) - 1) if phonemes[i] == " "]
+    clauses = [i for i in spaces if phonemes[i - 1] in _CLAUSE_MARKS]
+    middle = len(phonemes) / 2
+    cut = min(clauses or spaces or [len(phonemes) // 2], key=lambda i: abs(i - middle))
+    head = list(phonemes[:cut])
+    tail = phonemes[cut + 1 :] if phonemes[cut] == " " else phonemes[cut:]
+    if head[-1] not in _PUNCTUATION_MARKS:
+        head.append(",")
+    return phoneme_runs(head, max_phonemes) + phoneme_runs(tail, max_phonemes)
 
 
 def clean_for_speech(text: str, *, line_start: bool = False) -> str:

@@ -181,6 +181,7 @@ def test_unrelated_environment_variables_are_ignored() -> None:
         ('[llm]\nkv_cache = "q4"\n', {}, "llm.kv_cache must be one of q8_0, f16"),
         ("", {"EDGEVOICE_LLM_KV_CACHE": "f32"}, "llm.kv_cache must be one of q8_0, f16"),
         ("[tts]\nmax_words = -1\n", {}, "tts.max_words must be 0 (off) or more"),
+        ("[tts]\nmax_phonemes = -2\n", {}, "tts.max_phonemes must be 0 (off) or more"),
         ("[tts]\nlength_scale = 5\n", {}, "tts.length_scale must be 0.3 to 3"),
         ("[tts]\nnoise_scale = -0.1\n", {}, "tts.noise_scale must be 0 to 2"),
         ("", {"EDGEVOICE_TTS_NOISE_W_SCALE": "3"}, "tts.noise_w_scale must be 0 to 2"),

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from edgevoice.speech_text import SpeechChunker, clean_for_speech, sentence_ends, short_pieces
+from edgevoice.speech_text import SpeechChunker, clean_for_speech, phoneme_runs, sentence_ends, short_pieces
 
 
 def feed_whole(text: str, first_clause_words: int = 3) -> list[str]:
@@ -256,3 +256,41 @@ def test_no_limit_keeps_whole_sentences_and_nothing_gives_no_pieces() -> None:
     assert short_pieces(long + " Next.", 0) == [long, "Next."]
     assert short_pieces("", 12) == []
     assert short_pieces("   ", 12) == []
+
+
+def _phonemes(text: str) -> list[str]:
+    """Letters standing for a voice's symbols: one symbol a character, " " between words."""
+    return list(text)
+
+
+def test_a_short_run_of_phonemes_is_spoken_whole() -> None:
+    assert phoneme_runs(_phonemes("hello there."), 12) == [_phonemes("hello there.")]
+    assert phoneme_runs(_phonemes("hello there."), 0) == [_phonemes("hello there.")]
+    assert phoneme_runs([], 12) == [[]]
+
+
+def test_a_long_run_is_cut_after_the_clause_mark_nearest_the_middle() -> None:
+    text = "aa, bbbbbbbbb cccc; dddddddd ee."
+    assert ["".join(run) for run in phoneme_runs(_phonemes(text), 24)] == ["aa, bbbbbbbbb cccc;", "dddddddd ee."]
+
+
+def test_a_run_cut_between_words_without_a_mark_ends_in_a_comma() -> None:
+    text = "aaaa bbbb cccc dddd eeee ffff."
+    assert ["".join(run) for run in phoneme_runs(_phonemes(text), 16)] == ["aaaa bbbb cccc,", "dddd eeee ffff."]
+
+
+def test_one_long_word_is_cut_in_the_middle() -> None:
+    runs = phoneme_runs(_phonemes("abcdefghijkl"), 8)
+    assert ["".join(run) for run in runs] == ["abcdef,", "ghijkl"]
+
+
+@pytest.mark.parametrize("max_phonemes", [3, 5, 8, 13, 48])
+def test_every_run_is_within_the_bound_and_no_sound_is_lost(max_phonemes: int) -> None:
+    text = (
+        "wˈʌn θˈaʊzənd dᵻɡɹˈiːz sˈɛlsɪʲəs, tˈuː θˈaʊzənd wˈʌn hˈʌndɹɪd twˈɛnti sˈɛvən pɔɪnt sˈɪks "
+        "dᵻɡɹˈiːz fˈæɹənhˌaɪt; ɪɾ ɪz hˈɑːt: jˈɛs ənd ə vˈɛɹi lˈɔŋwˈɜːd ænd mˈɔːɹ wˈɜːdz tə kˈʌm."
+    )
+    runs = phoneme_runs(_phonemes(text), max_phonemes)
+    assert all(1 <= len(run) <= max_phonemes for run in runs)
+    spoken = [symbol for run in runs for symbol in run if symbol not in ", "]
+    assert spoken == [symbol for symbol in text if symbol not in ", "]

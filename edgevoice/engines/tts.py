@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import onnxruntime
 from piper.config import PiperConfig, SynthesisConfig
 from piper.voice import PiperVoice
@@ -16,7 +17,7 @@ from edgevoice.config import TtsConfig
 from edgevoice.engines.worker import CancelToken
 from edgevoice.errors import ModelError
 from edgevoice.models.check import check_piper_voice
-from edgevoice.speech_text import short_pieces
+from edgevoice.speech_text import phoneme_runs, short_pieces
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class PiperTts:
             length_scale=config.length_scale, noise_scale=config.noise_scale, noise_w_scale=config.noise_w_scale
         )
         self._max_words = config.max_words
+        self._max_phonemes = config.max_phonemes
         self.voice_path = voice_path
 
     @property
@@ -53,12 +55,23 @@ class PiperTts:
         return int(self._voice.config.sample_rate)
 
     def synthesize(self, text: str, token: CancelToken | None = None) -> Iterator[Pcm16]:
-        """One PCM array per sentence, or piece of a long one (tts.max_words), as each is ready."""
+        """One PCM array per sentence, or piece of a long one (tts.max_words, tts.max_phonemes), as each is ready."""
         for piece in short_pieces(text, self._max_words):
-            for chunk in self._voice.synthesize(piece, self._synthesis):
-                if token is not None:
-                    token.check()
-                yield np.asarray(chunk.audio_int16_array, dtype=np.int16)
+            for sentence in self._voice.phonemize(piece):
+                for run in phoneme_runs(sentence, self._max_phonemes) if sentence else []:
+                    if token is not None:
+                        token.check()
+                    yield self._speak_phonemes(run)
+
+    def _speak_phonemes(self, phonemes: list[str]) -> Pcm16:
+        """One run of the voice: its audio brought to full scale, as Piper's own synthesize does."""
+        ids = self._voice.phonemes_to_ids(phonemes)
+        audio = np.asarray(self._voice.phoneme_ids_to_audio(ids, self._synthesis), dtype=np.float32)
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if self._synthesis.normalize_audio:
+            audio = audio / peak if peak >= 1e-8 else np.zeros_like(audio)
+        scaled: npt.NDArray[np.float32] = np.clip(audio * self._synthesis.volume, -1.0, 1.0) * 32767.0
+        return scaled.astype(np.int16)
 
     def speak(self, text: str) -> Pcm16:
         parts = list(self.synthesize(text))
